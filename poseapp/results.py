@@ -1,0 +1,153 @@
+"""Result values: what the pipeline yields for each frame. Frozen, indexable, serialisable.
+
+Coordinates are image pixels everywhere; boxes are xyxy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from poseapp.keypoints import KeypointSet
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image from a source.
+
+    Attributes:
+        image: (H, W, 3) uint8 BGR pixels.
+        source: the file path or stream name the frame came from.
+        index: frame index within its source (0 for a single image).
+        timestamp: seconds from the start of a video or stream; None for still images.
+        kind: ``"image"``, ``"video"`` or ``"stream"``.
+    """
+
+    image: np.ndarray
+    source: str
+    index: int = 0
+    timestamp: float | None = None
+    kind: str = "image"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes for one frame.
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy image pixels.
+        scores: (N,) float32 detector confidence (1.0 for user or whole-frame boxes).
+        labels: (N,) int64 detector class ids (-1 where unknown).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @staticmethod
+    def empty() -> "Detections":
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+@dataclass(frozen=True)
+class Person:
+    """One instance of a FrameResult (a person, an animal, a garment...)."""
+
+    box: np.ndarray  # (4,) xyxy
+    box_score: float
+    keypoints: np.ndarray  # (K, 2)
+    scores: np.ndarray  # (K,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bbox": [round(float(v), 3) for v in self.box],
+            "bbox_score": round(float(self.box_score), 5),
+            "keypoints": [[round(float(x), 3), round(float(y), 3)] for x, y in self.keypoints],
+            "keypoint_scores": [round(float(s), 5) for s in self.scores],
+        }
+
+
+@dataclass(frozen=True)
+class Poses:
+    """Keypoints of all instances in one frame.
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy boxes the crops were made from.
+        box_scores: (N,) float32.
+        keypoints: (N, K, 2) float64 image pixels.
+        scores: (N, K) float64 keypoint confidences.
+        keypoint_set: the layout the K keypoints follow.
+    """
+
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+    keypoint_set: KeypointSet
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the pipeline yields per frame: the frame and the poses found in it.
+
+    ``result[i]`` is the i-th Person; ``len(result)`` the number of instances.
+    """
+
+    frame: Frame
+    poses: Poses
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+    def __getitem__(self, i: int) -> Person:
+        p = self.poses
+        if not -len(p) <= i < len(p):
+            raise IndexError(f"instance {i} out of range ({len(p)} instances)")
+        return Person(p.boxes[i], float(p.box_scores[i]), p.keypoints[i], p.scores[i])
+
+    def __iter__(self) -> Iterator[Person]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(N, K, 2) image pixels."""
+        return self.poses.keypoints
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(N, K) keypoint scores."""
+        return self.poses.scores
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) xyxy."""
+        return self.poses.boxes
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the frame's identity and one entry per instance."""
+        f = self.frame
+        h, w = f.shape
+        d: dict[str, Any] = {"source": f.source, "frame": f.index, "width": w, "height": h}
+        if f.timestamp is not None:
+            d["timestamp"] = round(f.timestamp, 4)
+        d["keypoint_set"] = self.poses.keypoint_set.name
+        d["instances"] = [p.to_dict() for p in self]
+        return d
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict())
