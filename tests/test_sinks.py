@@ -1,0 +1,284 @@
+"""Sinks: run folders, atomic image/video/JSON writers, and the window's no-display error."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DATA, needs_shared
+from poseapp import sinks
+from poseapp.errors import OutputError
+from poseapp.keypoints import get_keypoint_set
+from poseapp.results import Frame, FrameResult, Poses
+from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter, Window, next_run_dir
+from poseapp.sources import open_source
+
+
+def _result(source: str = "a.jpg", n: int = 2, index: int = 0, timestamp: float | None = None,
+            kind: str = "image", set_name: str = "coco") -> FrameResult:
+    kset = get_keypoint_set(set_name)
+    k = kset.num_keypoints
+    rng = np.random.default_rng(index)
+    poses = Poses(
+        boxes=np.tile(np.array([[10, 20, 110, 220]], np.float32), (n, 1)),
+        box_scores=np.full(n, 0.9, np.float32),
+        keypoints=rng.uniform(0, 100, (n, k, 2)),
+        scores=rng.uniform(0, 1, (n, k)),
+        keypoint_set=kset,
+    )
+    frame = Frame(np.zeros((240, 320, 3), np.uint8), source, index, timestamp, kind)
+    return FrameResult(frame, poses)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Hidden temporary files a writer may have left."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def _count_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened()
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n, size
+
+
+# --------------------------------------------------------------------------------------------------
+# next_run_dir
+
+
+def test_next_run_dir_increments(tmp_path):
+    base = tmp_path / "runs" / "predict"
+    assert next_run_dir(base) == base and base.is_dir()
+    assert next_run_dir(base) == tmp_path / "runs" / "predict2"
+    assert next_run_dir(base) == tmp_path / "runs" / "predict3"
+    assert (tmp_path / "runs" / "predict3").is_dir()
+    assert not _leftovers(base)
+
+
+def test_next_run_dir_exist_ok_reuses_base(tmp_path):
+    base = tmp_path / "out"
+    assert next_run_dir(base, exist_ok=True) == base
+    assert next_run_dir(base, exist_ok=True) == base
+    assert not (tmp_path / "out2").exists()
+
+
+def test_next_run_dir_unwritable_raises(tmp_path):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    target = tmp_path / "afile" / "sub"
+    with pytest.raises(OutputError) as e:
+        next_run_dir(target)
+    msg = str(e.value)
+    assert str(target) in msg and "--out" in msg and "\n" not in msg
+
+
+def test_next_run_dir_exist_ok_on_a_file_raises(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="not a folder"):
+        next_run_dir(tmp_path / "afile", exist_ok=True)
+
+
+def test_next_run_dir_write_check(tmp_path, monkeypatch):
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sinks.tempfile, "TemporaryFile", deny)
+    with pytest.raises(OutputError, match="permission denied"):
+        next_run_dir(tmp_path / "p")
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageWriter
+
+
+def test_image_writer_same_name_and_ext(tmp_path):
+    image = np.full((30, 40, 3), 77, np.uint8)
+    writer = ImageWriter(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    path = writer.write(Frame(image, "/somewhere/photo.png"), image)
+    assert path == tmp_path / "out" / "photo.png"
+    np.testing.assert_array_equal(cv2.imread(str(path)), image)
+    assert not _leftovers(tmp_path / "out")
+
+
+def test_image_writer_keeps_duplicates_apart(tmp_path):
+    image = np.zeros((20, 30, 3), np.uint8)
+    out = tmp_path / "out"
+    out.mkdir()
+    plain = ImageWriter(out)
+    a = plain.write(Frame(image, "x/a/img.jpg"), image)
+    b = plain.write(Frame(image, "x/b/img.jpg"), image)
+    assert a != b and a.is_file() and b.is_file()
+    assert b.name == "img_2.jpg"
+
+    rooted = ImageWriter(tmp_path / "out2", root=tmp_path / "x")
+    a = rooted.write(Frame(image, str(tmp_path / "x" / "a" / "img.jpg")), image)
+    b = rooted.write(Frame(image, str(tmp_path / "x" / "b" / "img.jpg")), image)
+    assert a == tmp_path / "out2" / "a" / "img.jpg" and b == tmp_path / "out2" / "b" / "img.jpg"
+    assert cv2.imread(str(b)).shape == (20, 30, 3)
+
+
+def test_image_writer_names_video_and_stream_frames(tmp_path):
+    image = np.zeros((20, 30, 3), np.uint8)
+    writer = ImageWriter(tmp_path)
+    assert writer.write(Frame(image, "/v/clip.mp4", 7, 0.2, "video"), image).name == "clip_000007.jpg"
+    assert writer.write(Frame(image, "webcam:0", 3, 0.1, "stream"), image).name == "webcam_0_000003.jpg"
+
+
+@needs_shared
+def test_image_writer_with_recursive_source(tmp_path):
+    with open_source(DATA / "coco") as src:
+        writer = ImageWriter(tmp_path, root=src.root)
+        written = [writer.write(f, f.image) for f in src]
+    assert sorted(p.name for p in written) == sorted(p.name for p in (DATA / "coco").glob("*.jpg"))
+    assert cv2.imread(str(written[0])).shape == cv2.imread(str(DATA / "coco" / written[0].name)).shape
+
+
+# --------------------------------------------------------------------------------------------------
+# VideoWriter
+
+
+@needs_shared
+def test_video_writer_reads_back(tmp_path):
+    path = tmp_path / "out.mp4"
+    with open_source(DATA / "demo" / "demo.mp4") as src:
+        with VideoWriter(path, src.fps, src.size) as writer:
+            for frame in src:
+                writer.write(frame.image)
+    assert writer.frames_written == 5
+    assert _count_frames(path) == (5, (960, 540))
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)
+    cap.release()
+    assert not _leftovers(tmp_path)
+
+
+def test_video_writer_finalised_after_exception(tmp_path):
+    path = tmp_path / "partial.mp4"
+    image = np.full((64, 96, 3), 128, np.uint8)
+    with pytest.raises(RuntimeError):
+        with VideoWriter(path, 10.0, (96, 64)) as writer:
+            for _ in range(3):
+                writer.write(image)
+            assert not path.exists()  # still under its temporary name
+            raise RuntimeError("pipeline failed")
+    assert _count_frames(path) == (3, (96, 64))
+    assert not _leftovers(tmp_path)
+
+
+def test_video_writer_rejects_wrong_size_and_handles_no_frames(tmp_path):
+    path = tmp_path / "v.mp4"
+    with VideoWriter(path, None, (96, 64)) as writer:
+        assert writer.fps == sinks.DEFAULT_FPS
+        with pytest.raises(ValueError, match="96x64"):
+            writer.write(np.zeros((10, 10, 3), np.uint8))
+    assert not path.exists() and not _leftovers(tmp_path)
+
+
+def test_video_writer_unwritable_raises(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="afile"):
+        VideoWriter(tmp_path / "afile" / "v.mp4", 5.0, (32, 32))
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON
+
+
+def test_json_writer_structure(tmp_path):
+    path = tmp_path / "predictions.json"
+    results = [_result("a.jpg", n=2), _result("b.jpg", n=0, index=1)]
+    with JsonWriter(path, {"model": "m", "detector": "yolo"}) as writer:
+        for r in results:
+            writer.write(r)
+        assert not path.exists()
+    doc = json.loads(path.read_text())
+    assert doc["keypoint_set"] == "coco" and doc["model"] == "m" and doc["detector"] == "yolo"
+    assert doc["keypoint_names"] == list(get_keypoint_set("coco").names)
+    assert [im["image"] for im in doc["images"]] == ["a.jpg", "b.jpg"]
+    first = doc["images"][0]
+    assert set(first) == {"image", "width", "height", "instances"}
+    assert (first["width"], first["height"]) == (320, 240)
+    assert first["instances"] == [p.to_dict() for p in results[0]]
+    inst = first["instances"][0]
+    assert set(inst) == {"bbox", "bbox_score", "keypoints", "keypoint_scores"}
+    assert len(inst["bbox"]) == 4 and len(inst["keypoints"]) == 17 and len(inst["keypoints"][0]) == 2
+    assert doc["images"][1]["instances"] == []
+    assert not _leftovers(tmp_path)
+
+
+def test_json_writer_writes_on_exception_and_mixed_sets(tmp_path):
+    path = tmp_path / "p.json"
+    with pytest.raises(KeyError):
+        with JsonWriter(path, {}) as writer:
+            writer.write(_result("a.jpg"))
+            writer.write(_result("b.jpg", set_name="mpii"))
+            raise KeyError("boom")
+    doc = json.loads(path.read_text())
+    assert [im["image"] for im in doc["images"]] == ["a.jpg", "b.jpg"]
+    assert "keypoint_set" not in doc["images"][0] and doc["images"][1]["keypoint_set"] == "mpii"
+
+
+def test_json_writer_rejects_clashing_meta(tmp_path):
+    with pytest.raises(ValueError, match="images"):
+        JsonWriter(tmp_path / "p.json", {"images": 1})
+
+
+def test_jsonl_writer_header_lines_and_atomic_rename(tmp_path):
+    path = tmp_path / "clip.jsonl"
+    results = [_result("clip.mp4", index=i, timestamp=i / 5, kind="video") for i in range(3)]
+    with JsonlWriter(path, {"model": "m"}) as writer:
+        for r in results:
+            writer.write(r)
+        assert not path.exists()
+        live = writer.temp_path.read_text().splitlines()  # flushed after each line
+        assert len(live) == 4
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    header = lines[0]["header"]
+    assert header["keypoint_set"] == "coco" and len(header["keypoint_names"]) == 17 and header["model"] == "m"
+    assert lines[1:] == [json.loads(r.to_json()) for r in results]
+    assert [line["timestamp"] for line in lines[1:]] == [0.0, 0.2, 0.4]
+    assert writer.lines_written == 3
+    assert not _leftovers(tmp_path)
+
+
+def test_jsonl_writer_renamed_after_exception(tmp_path):
+    path = tmp_path / "s.jsonl"
+    with pytest.raises(RuntimeError):
+        with JsonlWriter(path) as writer:
+            writer.write(_result("webcam:0", kind="stream", timestamp=0.5))
+            raise RuntimeError("camera unplugged")
+    assert len(path.read_text().splitlines()) == 2
+    assert not _leftovers(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Window
+
+
+def test_window_without_display_raises(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sinks.sys, "platform", "linux")
+    with pytest.raises(OutputError) as e:
+        Window("poseapp")
+    assert str(e.value) == ("--show needs a display: none found (DISPLAY is not set); "
+                            "drop --show or run with a display")
+
+
+def test_window_headless_opencv_raises(monkeypatch):
+    """A display is set but OpenCV has no GUI backend (opencv-python-headless): namedWindow raises."""
+
+    def headless(*args, **kwargs):
+        raise cv2.error("The function is not implemented. Rebuild the library with GUI support")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "namedWindow", headless)
+    with pytest.raises(OutputError, match="--show needs a display.*headless"):
+        Window("poseapp")

@@ -1,0 +1,279 @@
+"""Sources: every kind yields the right Frames; bad inputs are skipped or raise SourceError naming the path."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DATA, needs_shared
+from poseapp.errors import SourceError
+from poseapp.sources import IMAGE_EXTENSIONS, StreamSource, _jpeg_truncated, open_source
+
+COCO = sorted((DATA / "coco").glob("*.jpg"))
+POSETRACK_MP4 = DATA / "posetrack18" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
+DEMO_MP4 = DATA / "demo" / "demo.mp4"
+
+
+def _write_png(path: Path, value: int, size: tuple[int, int] = (8, 6)) -> np.ndarray:
+    """A small synthetic image (w, h) written losslessly; returns its pixels."""
+    image = np.full((size[1], size[0], 3), value, np.uint8)
+    image[0, 0] = (1, 2, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return image
+
+
+def _frames(spec, **kw):
+    with open_source(spec, **kw) as src:
+        return src, list(src)
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+
+
+@needs_shared
+def test_single_image_pixels_equal_imread():
+    src, frames = _frames(COCO[0])
+    assert src.kind == "images" and src.expected_frames == 1
+    assert len(frames) == 1
+    f = frames[0]
+    np.testing.assert_array_equal(f.image, cv2.imread(str(COCO[0]), cv2.IMREAD_COLOR))
+    assert f.source == str(COCO[0]) and f.index == 0 and f.timestamp is None and f.kind == "image"
+    assert src.failures == []
+
+
+@needs_shared
+def test_folder_sorted_by_name():
+    src, frames = _frames(DATA / "coco")
+    assert [f.source for f in frames] == [str(p) for p in COCO]
+    assert src.expected_frames == len(COCO) == 4
+
+
+def test_folder_extensions_case_insensitive_and_non_images_ignored(tmp_path):
+    _write_png(tmp_path / "b.PNG", 10)
+    _write_png(tmp_path / "a.png", 20)
+    (tmp_path / "notes.txt").write_text("not an image")
+    src, frames = _frames(tmp_path)
+    assert [Path(f.source).name for f in frames] == ["a.png", "b.PNG"]
+    assert frames[0].image[1, 1, 0] == 20 and frames[1].image[1, 1, 0] == 10
+
+
+def test_folder_recursive(tmp_path):
+    _write_png(tmp_path / "top.png", 1)
+    _write_png(tmp_path / "sub" / "a.png", 2)
+    _write_png(tmp_path / "sub" / "deeper" / "z.png", 3)
+    _, flat = _frames(tmp_path)
+    assert [Path(f.source).name for f in flat] == ["top.png"]
+    src, deep = _frames(tmp_path, recursive=True)
+    rel = [Path(f.source).relative_to(tmp_path).as_posix() for f in deep]
+    assert rel == ["sub/a.png", "sub/deeper/z.png", "top.png"]
+    assert src.root == tmp_path
+
+
+def test_glob(tmp_path):
+    for i in range(3):
+        _write_png(tmp_path / f"img{i}.png", i)
+    _write_png(tmp_path / "other.png", 9)
+    src, frames = _frames(str(tmp_path / "img*.png"))
+    assert [Path(f.source).name for f in frames] == ["img0.png", "img1.png", "img2.png"]
+    assert src.kind == "images"
+
+
+def test_txt_list_relative_paths_comments_blank_lines(tmp_path):
+    a = _write_png(tmp_path / "imgs" / "a.png", 5)
+    b = _write_png(tmp_path / "b.png", 6)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my images\n\nimgs/a.png\n   \n{tmp_path / 'b.png'}\n")
+    src, frames = _frames(listing)
+    assert [f.source for f in frames] == [str(tmp_path / "imgs" / "a.png"), str(tmp_path / "b.png")]
+    np.testing.assert_array_equal(frames[0].image, a)
+    np.testing.assert_array_equal(frames[1].image, b)
+    assert src.expected_frames == 2
+
+
+def test_max_frames_for_images(tmp_path):
+    for i in range(5):
+        _write_png(tmp_path / f"{i}.png", i)
+    src, frames = _frames(tmp_path, max_frames=2)
+    assert len(frames) == 2 and src.expected_frames == 2
+
+
+@needs_shared
+def test_corrupt_files_recorded_and_rest_processed(tmp_path):
+    good = [tmp_path / "a.jpg", tmp_path / "e.jpg"]
+    for p in good:
+        shutil.copy(COCO[0], p)
+    (tmp_path / "b.jpg").write_bytes(b"")
+    (tmp_path / "c.jpg").write_text("this is text, not an image")
+    data = COCO[1].read_bytes()
+    (tmp_path / "d.jpg").write_bytes(data[: len(data) // 2])
+    src, frames = _frames(tmp_path)
+    assert [f.source for f in frames] == [str(p) for p in good]
+    failed = dict(src.failures)
+    assert list(failed) == [str(tmp_path / n) for n in ("b.jpg", "c.jpg", "d.jpg")]
+    assert "empty" in failed[str(tmp_path / "b.jpg")]
+    assert "cannot decode" in failed[str(tmp_path / "c.jpg")]
+    assert "truncated" in failed[str(tmp_path / "d.jpg")]
+    assert all(reason.endswith("skipped") for reason in failed.values())
+
+
+def test_txt_list_missing_entry_recorded(tmp_path):
+    _write_png(tmp_path / "a.png", 1)
+    listing = tmp_path / "l.txt"
+    listing.write_text("a.png\nmissing.png\n")
+    src, frames = _frames(listing)
+    assert len(frames) == 1
+    assert src.failures == [(str(tmp_path / "missing.png"), "file not found: skipped")]
+
+
+@needs_shared
+def test_jpeg_truncation_check_passes_every_real_jpeg():
+    for p in DATA.rglob("*.jp*g"):
+        assert not _jpeg_truncated(p.read_bytes()), p
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text", None])
+def test_single_bad_image_raises_naming_file(tmp_path, content):
+    path = tmp_path / "broken.jpg"
+    if content is None:
+        cv2.imwrite(str(path), np.zeros((50, 50, 3), np.uint8))
+        path.write_bytes(path.read_bytes()[:200])  # truncated JPEG
+    else:
+        path.write_bytes(content)
+    src = open_source(path)
+    with pytest.raises(SourceError, match="broken.jpg"):
+        list(src)
+
+
+def test_missing_path_lists_accepted_kinds(tmp_path):
+    missing = tmp_path / "nope.jpg"
+    with pytest.raises(SourceError) as e:
+        open_source(missing)
+    msg = str(e.value)
+    assert str(missing) in msg and "folder" in msg and "webcam" in msg and "mp4" in msg
+
+
+def test_empty_folder_and_empty_glob(tmp_path):
+    with pytest.raises(SourceError, match=re.escape(str(tmp_path))):
+        open_source(tmp_path)
+    with pytest.raises(SourceError, match="matches nothing"):
+        open_source(str(tmp_path / "*.jpg"))
+
+
+def test_unknown_extension_lists_accepted(tmp_path):
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"x")
+    with pytest.raises(SourceError) as e:
+        open_source(path)
+    assert "model.pth" in str(e.value)
+    assert all(ext in str(e.value) for ext in IMAGE_EXTENSIONS)
+
+
+def test_bad_stride_and_max_frames():
+    with pytest.raises(SourceError, match="vid-stride"):
+        open_source("x.mp4", vid_stride=0)
+    with pytest.raises(SourceError, match="max-frames"):
+        open_source("x.mp4", max_frames=0)
+
+
+@needs_shared
+def test_truncated_mp4_raises_naming_file(tmp_path):
+    path = tmp_path / "cut.mp4"
+    data = POSETRACK_MP4.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # moov atom at the end: OpenCV cannot open it
+    with pytest.raises(SourceError, match="cut.mp4"):
+        open_source(path)
+
+
+@pytest.mark.parametrize("spec", [99, "99"])
+def test_missing_webcam_raises(spec):
+    with pytest.raises(SourceError, match="webcam 99 cannot be opened: no camera at that index"):
+        open_source(spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Video
+
+
+@needs_shared
+@pytest.mark.parametrize("path, size, fps", [(POSETRACK_MP4, (1280, 720), 30.0), (DEMO_MP4, (960, 540), 5.0)])
+def test_video_frames_size_fps_timestamps(path, size, fps):
+    src, frames = _frames(path)
+    assert src.kind == "video" and src.size == size and src.fps == pytest.approx(fps)
+    assert src.expected_frames == 5 and len(frames) == 5
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert [f.timestamp for f in frames] == pytest.approx([i / fps for i in range(5)])
+    assert all(f.kind == "video" and f.source == str(path) for f in frames)
+    assert frames[0].image.shape == (size[1], size[0], 3) and frames[0].image.dtype == np.uint8
+    assert src.failures == []
+
+
+@needs_shared
+@pytest.mark.parametrize("stride, max_frames, indices", [(2, None, [0, 2, 4]), (3, None, [0, 3]), (1, 2, [0, 1]),
+                                                         (2, 2, [0, 2])])
+def test_video_stride_and_max_frames(stride, max_frames, indices):
+    src, frames = _frames(DEMO_MP4, vid_stride=stride, max_frames=max_frames)
+    assert [f.index for f in frames] == indices
+    assert src.expected_frames == len(indices)
+    assert [f.timestamp for f in frames] == pytest.approx([i / 5.0 for i in indices])
+
+
+@needs_shared
+def test_video_capture_released_and_reiterable():
+    src = open_source(DEMO_MP4, max_frames=2)
+    with src:
+        first = list(src)
+        assert src._cap is None  # released when exhausted
+        again = list(src)
+    assert len(first) == len(again) == 2
+    np.testing.assert_array_equal(first[1].image, again[1].image)
+
+
+@needs_shared
+def test_video_ending_early_is_recorded(tmp_path):
+    """An AVI keeps its frame count in the header, so a truncated copy opens and ends early."""
+    cap = cv2.VideoCapture(str(DEMO_MP4))
+    writer = cv2.VideoWriter(str(tmp_path / "full.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (960, 540))
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        writer.write(image)
+        writer.write(image)
+    cap.release()
+    writer.release()
+    data = (tmp_path / "full.avi").read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    src, frames = _frames(cut)
+    assert src.expected_frames == 10
+    assert 0 < len(frames) < 10
+    assert src.failures == [(str(cut), f"video ended early at frame {len(frames)} of 10")]
+
+
+@pytest.mark.parametrize("url", ["rtsp://127.0.0.1:9/live", "http://127.0.0.1:9/cam.jpg"])
+def test_unreachable_stream_raises_naming_url(url):
+    with pytest.raises(SourceError, match=re.escape(f"stream '{url}' cannot be opened")):
+        open_source(url)
+
+
+@needs_shared
+def test_stream_frames_have_monotonic_timestamps():
+    """A stream read through the same capture path (a local file stands in for the camera)."""
+    src = StreamSource(str(DEMO_MP4), vid_stride=2, max_frames=2)
+    with src:
+        assert src.kind == "stream" and src.size == (960, 540) and src.expected_frames == 2
+        frames = list(src)
+    assert [f.index for f in frames] == [0, 2]
+    assert all(f.kind == "stream" and f.source == str(DEMO_MP4) for f in frames)
+    assert 0 <= frames[0].timestamp <= frames[1].timestamp
+    assert src._cap is None
