@@ -1,0 +1,446 @@
+"""Detectors: frames in, boxes out.
+
+Every detector is a callable ``detector(frames) -> list[Detections]`` (one entry per frame, in order):
+
+- ``YoloDetector``: any model ultralytics loads (.pt, .onnx, an OpenVINO folder, a bare name such as
+  ``yolo11n.pt``), run on all frames at once. ``ultralytics`` is imported lazily, on construction.
+- ``WholeFrameDetector``: one box covering the frame (centred single-animal crops, Locust, Zebra...).
+- ``BoxesFile``: precomputed boxes from a COCO detection-results JSON (e.g. MMPose's
+  ``COCO_val2017_detections_AP_H_56_person.json``), matched to frames by file name or image id.
+
+Boxes are xyxy float32 image pixels everywhere.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from poseapp.errors import PoseAppError, suggest
+from poseapp.results import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+_DET_MODEL_FIX = "pass --det-model PATH, a name such as yolo11n.pt, or none"
+
+# Set (unless the user set them) before ultralytics is first imported: it reads them at import time.
+_ULTRALYTICS_ENV = {
+    "YOLO_OFFLINE": "1",  # no DNS probe at import, no analytics events, no pip update / auto-install attempts
+    "YOLO_AUTOINSTALL": "0",  # a missing optional package is a warning, never a run-time `pip install`
+    # Read on every check (not at import), so it holds even if ultralytics was imported before us: no
+    # `pip install onnx` attempt when loading an .onnx model (onnx is not needed to run one).
+    "ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS": "1",
+    "YOLO_VERBOSE": "0",  # ultralytics' own stdout logger at ERROR level: the library stays quiet
+}
+
+
+class DetectorError(PoseAppError):
+    """A detector cannot be built or its boxes file cannot be read; the message names the file and the fix."""
+
+
+class Detector(Protocol):
+    """Anything that turns frames into boxes."""
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Detections]:
+        """One Detections per frame, in the frames' order."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which detector classes suit a pose model's data set
+# --------------------------------------------------------------------------------------------------------------
+
+PERSON = (0,)
+COCO_ANIMALS = tuple(range(14, 24))  # bird, cat, dog, horse, sheep, cow, elephant, bear, zebra, giraffe
+
+_DATASET_CLASSES: dict[str, tuple[int, ...] | None] = {
+    "coco": PERSON,
+    "mpii": PERSON,
+    "crowdpose": PERSON,
+    "posetrack": PERSON,
+    "posetrack18": PERSON,
+    "deepfashion_upper": PERSON,
+    "deepfashion_lower": PERSON,
+    "deepfashion_full": PERSON,
+    "deepfashion2": PERSON,
+    "wflw": PERSON,  # faces: there is no COCO face class, the person box is the nearest
+    "animalpose": (15, 16, 17, 18, 19),  # cat, dog, horse, sheep, cow
+    "ap10k": COCO_ANIMALS,
+    "locust": None,  # centred single-animal crops: the whole frame is the box
+    "zebra": None,
+    "animalkingdom": None,
+    "ak": None,
+}
+
+
+def detector_classes_for(dataset: str) -> tuple[int, ...] | None:
+    """The 0-based COCO class ids (ultralytics order) to keep for a pose model trained on ``dataset``.
+
+    None means no COCO class fits: use the whole frame as the box by default. Names are the zoo's
+    ``dataset`` field (``coco``, ``ap10k``, ``deepfashion_upper``...); any ``deepfashion_*`` is a person.
+    Raises UnknownNameError (with close names) for an unknown data set.
+    """
+    key = dataset.strip().lower().replace("-", "_")
+    if key in _DATASET_CLASSES:
+        return _DATASET_CLASSES[key]
+    if key.startswith("deepfashion_"):
+        return PERSON
+    raise suggest(dataset, sorted(_DATASET_CLASSES), "data set")
+
+
+def resolve_classes(names: Iterable[str | int], class_names: Mapping[int, str]) -> list[int]:
+    """Turn ``--det-classes person,dog`` or ``0,16`` (or a mix) into class ids of ``class_names``.
+
+    Names match case-insensitively, with ``_`` standing for a space (``traffic_light``). Duplicates are
+    dropped, order kept. Raises UnknownNameError for an unknown name (suggesting close ones) or an id the
+    model does not have.
+    """
+    by_name = {_norm_class(n): i for i, n in class_names.items()}
+    ids: list[int] = []
+    for item in names:
+        text = str(item).strip()
+        if not text:
+            continue
+        if text.lstrip("-").isdigit():
+            cid = int(text)
+            if class_names and cid not in class_names:
+                raise suggest(text, [str(i) for i in sorted(class_names)], "detector class id")
+        elif _norm_class(text) in by_name:
+            cid = by_name[_norm_class(text)]
+        else:
+            raise suggest(text, list(class_names.values()), "detector class")
+        if cid not in ids:
+            ids.append(cid)
+    return ids
+
+
+def _norm_class(name: str) -> str:
+    return name.strip().lower().replace("_", " ")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Whole frame
+# --------------------------------------------------------------------------------------------------------------
+
+
+class WholeFrameDetector:
+    """One box ``[0, 0, w, h]`` per frame, score 1.0, label -1."""
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Detections]:
+        out = []
+        for frame in frames:
+            h, w = frame.shape
+            out.append(
+                Detections(
+                    np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32), np.full(1, -1, np.int64)
+                )
+            )
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# YOLO via ultralytics
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _import_yolo() -> Any:
+    """``ultralytics.YOLO``, imported with ``_ULTRALYTICS_ENV`` applied (user-set values win)."""
+    for key, value in _ULTRALYTICS_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        from ultralytics import YOLO
+    except ImportError as e:
+        raise DetectorError(f"the YOLO detector needs ultralytics ({e}): pip install -r requirements.txt") from e
+    return YOLO
+
+
+def _known_asset_names() -> frozenset[str]:
+    """Model names ultralytics can fetch by itself (``yolo11n.pt``, ``yolov8s.pt``...)."""
+    _import_yolo()  # applies _ULTRALYTICS_ENV first
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    return frozenset(GITHUB_ASSETS_NAMES)
+
+
+def _resolve_model(model: str | Path) -> Path:
+    """The file or folder to give ultralytics for ``model``, or a DetectorError naming it and the fix.
+
+    An existing path is used as is. A bare known name (``yolo11n.pt``) is looked up in poseapp's cache
+    (``poseapp.hub.cache_dir()``) and otherwise downloaded there by ultralytics on load, unless
+    ``POSEAPP_OFFLINE`` is set.
+    """
+    from poseapp import hub
+
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    bare = path.parent == Path(".") and str(model) == path.name
+    if not bare or path.name not in _known_asset_names():  # (only a bare name imports ultralytics here)
+        raise DetectorError(f"detector model {model} not found: {_DET_MODEL_FIX}")
+    cached = hub.cache_dir() / path.name
+    if not cached.exists() and hub.is_offline():
+        raise DetectorError(
+            f"detector model {path.name} is not in the cache (POSEAPP_OFFLINE is set): copy it to {cached}, "
+            f"or {_DET_MODEL_FIX}"
+        )
+    if not cached.exists():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DetectorError(f"cannot create {cached.parent} for {path.name}: {e} (set POSEAPP_HOME)") from e
+        log.info("ultralytics will download %s to %s", path.name, cached)
+    return cached
+
+
+class YoloDetector:
+    """An ultralytics YOLO model run on every frame of a batch at once.
+
+    Args:
+        model: a .pt / .onnx file, an OpenVINO export folder, or a bare name ultralytics can fetch
+            (``yolo11n.pt``; it lands in ``poseapp.hub.cache_dir()``).
+        conf: minimum box confidence.
+        iou: NMS IoU threshold.
+        max_det: most boxes per frame.
+        classes: 0-based class ids to keep (``(0,)`` = person); None keeps every class.
+        device: ``"cpu"``, ``"cuda:0"``, ``"0"``...
+        half: FP16 inference (ignored by ultralytics on the CPU).
+        imgsz: inference size in pixels.
+
+    The model is loaded and run once on a blank image on construction, so a bad file raises
+    DetectorError here, not on the first frame. ultralytics runs offline and quiet (see
+    ``_ULTRALYTICS_ENV``): no package installs, no DNS probe, no analytics, no stdout.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        classes: Sequence[int] | None = (0,),
+        device: str = "cpu",
+        half: bool = False,
+        imgsz: int = 640,
+    ) -> None:
+        self.path = _resolve_model(model)
+        yolo_cls = _import_yolo()
+        self._kwargs: dict[str, Any] = dict(
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            classes=None if classes is None else [int(c) for c in classes],
+            device=device,
+            imgsz=imgsz,
+            verbose=False,
+            **_half_kwargs(half),
+        )
+        task = None if self.path.suffix.lower() in {".pt", ".yaml", ".yml"} else "detect"
+        try:
+            self._model = yolo_cls(str(self.path), task=task)
+            self._predict([np.zeros((imgsz, imgsz, 3), np.uint8)])  # load now: a bad file fails here
+        except PoseAppError:
+            raise
+        except ImportError as e:  # requirement checks are off: a missing runtime shows up here
+            raise DetectorError(
+                f"detector model {model} needs the package {e.name or e}: pip install -r requirements.txt"
+            ) from e
+        except Exception as e:  # ultralytics / onnxruntime / torch raise many types for a bad model file
+            why = f"{type(e).__name__}: {' '.join(str(e).split())}"  # one line, whatever ultralytics wrote
+            raise DetectorError(f"cannot load detector model {model} ({why}): {_DET_MODEL_FIX}") from e
+        log.info("YOLO detector %s loaded (%d classes, device %s)", self.path, len(self.class_names), device)
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Class id -> name, as the model defines them (COCO's 80 for the stock models)."""
+        return {int(k): str(v) for k, v in self._model.names.items()}
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Detections]:
+        """Detect on all ``frames`` in one ultralytics call; one Detections per frame."""
+        if not frames:
+            return []
+        return [_to_detections(r) for r in self._predict([f.image for f in frames])]
+
+    def _predict(self, images: list[np.ndarray]) -> list[Any]:
+        """ultralytics Results for (H, W, 3) uint8 BGR images."""
+        return self._model.predict(images, **self._kwargs)
+
+
+def _half_kwargs(half: bool) -> dict[str, Any]:
+    """FP16 in the installed ultralytics' words: ``quantize=16`` (8.4+, where ``half`` warns) or ``half=True``."""
+    if not half:
+        return {}
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
+
+
+def _to_detections(result: Any) -> Detections:
+    """An ultralytics Results -> Detections (xyxy float32 pixels, float32 scores, int64 labels)."""
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return Detections.empty()
+    return Detections(
+        boxes.xyxy.cpu().numpy().astype(np.float32).reshape(-1, 4),
+        boxes.conf.cpu().numpy().astype(np.float32).reshape(-1),
+        boxes.cls.cpu().numpy().astype(np.int64).reshape(-1),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Precomputed boxes (COCO detection results)
+# --------------------------------------------------------------------------------------------------------------
+
+_Key = tuple[str, "str | int"]  # ("name", "000000000785.jpg") or ("id", 785)
+
+
+class BoxesFile:
+    """Precomputed boxes from a COCO detection-results JSON.
+
+    The file is a list of ``{"image_id": int | str, "bbox": [x, y, w, h], "score": float,
+    "category_id": int}``; an entry may name its image with ``"file_name"`` or ``"image"`` instead of
+    ``image_id``. A COCO annotation file (a dict with ``annotations`` and ``images``) is read the same way
+    (ground-truth boxes, score 1.0 where absent).
+
+    Frames are matched by file name (basename of ``Frame.source``), by stem, or, for an integer image id,
+    by the integer value of the file stem (``000000000785.jpg`` <-> 785). ``ann_file`` (a COCO annotation
+    JSON with ``images: [{id, file_name}]``) maps ids to file names instead.
+
+    Boxes keep file order. ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]`` computed in float64, then
+    cast to float32 (the rule MMPose's parity fixtures follow, bit for bit). Labels are the file's
+    ``category_id`` (COCO's 1-based ids: 1 = person; -1 where absent); ``classes`` keeps only those ids and
+    ``min_score`` drops lower scores. A frame with no entry gets empty Detections.
+
+    Raises DetectorError naming the file and the problem for a missing, unreadable or malformed file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        classes: Sequence[int] | None = None,
+        min_score: float = 0.0,
+        ann_file: str | Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        data = _read_json(self.path, "boxes file")
+        id_to_name = _image_names(_read_json(Path(ann_file), "annotation file"), Path(ann_file)) if ann_file else {}
+        if isinstance(data, dict) and "annotations" in data:
+            id_to_name = {**_image_names(data, self.path), **id_to_name}
+            data = data["annotations"]
+        if not isinstance(data, list):
+            raise DetectorError(
+                f"boxes file {self.path} must hold a JSON list of {{image_id, bbox, score, category_id}} entries, "
+                f"got {type(data).__name__}"
+            )
+        boxes, scores, labels, keys = _parse_entries(data, self.path, id_to_name)
+        keep = scores >= min_score
+        if classes is not None:
+            keep &= np.isin(labels, np.asarray(list(classes), np.int64))
+        self._boxes, self._scores, self._labels = boxes[keep], scores[keep], labels[keep]
+        self._rows: dict[_Key, list[int]] = {}
+        for row, key in enumerate(k for k, kept in zip(keys, keep) if kept):
+            self._rows.setdefault(key, []).append(row)
+        log.info("boxes file %s: %d of %d boxes kept, %d images", self.path, keep.sum(), len(keep), len(self._rows))
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Detections]:
+        return [self.for_source(f.source) for f in frames]
+
+    def for_source(self, source: str) -> Detections:
+        """The boxes of the image file ``source`` (a path or a file name), in file order."""
+        rows = sorted({r for key in _frame_keys(source) for r in self._rows.get(key, [])})
+        if not rows:
+            return Detections.empty()
+        idx = np.asarray(rows)
+        return Detections(self._boxes[idx], self._scores[idx], self._labels[idx])
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """The parsed JSON at ``path``, or a DetectorError naming it and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise DetectorError(f"{what} {path} not found: pass an existing COCO JSON file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise DetectorError(f"cannot read {what} {path}: {e}") from e
+    except json.JSONDecodeError as e:
+        raise DetectorError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+def _image_names(ann: Any, path: Path) -> dict[int, str]:
+    """id -> file basename from a COCO annotation dict's ``images`` list."""
+    images = ann.get("images") if isinstance(ann, dict) else None
+    if not isinstance(images, list):
+        raise DetectorError(f"annotation file {path} has no 'images' list of {{id, file_name}}")
+    try:
+        return {int(im["id"]): Path(str(im["file_name"])).name for im in images}
+    except (KeyError, TypeError, ValueError) as e:
+        raise DetectorError(f"annotation file {path}: an 'images' entry lacks a valid id or file_name ({e})") from e
+
+
+def _parse_entries(
+    entries: list[Any], path: Path, id_to_name: Mapping[int, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[_Key]]:
+    """(N, 4) float32 xyxy, (N,) float32 scores, (N,) int64 category ids, and each entry's image key."""
+    xywh = np.zeros((len(entries), 4), np.float64)
+    scores = np.ones(len(entries), np.float64)
+    labels = np.full(len(entries), -1, np.int64)
+    keys: list[_Key] = []
+    for i, entry in enumerate(entries):
+        where = f"boxes file {path}: entry {i}"
+        if not isinstance(entry, dict):
+            raise DetectorError(f"{where} is not an object")
+        xywh[i] = _bbox(entry, where)
+        try:
+            scores[i] = float(entry.get("score", 1.0))
+            labels[i] = int(entry.get("category_id", -1))
+        except (TypeError, ValueError) as e:
+            raise DetectorError(f"{where} has a non-numeric score or category_id ({e})") from e
+        keys.append(_entry_key(entry, where, id_to_name))
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+    return xyxy, scores.astype(np.float32), labels, keys
+
+
+def _bbox(entry: Mapping[str, Any], where: str) -> list[float]:
+    """``entry["bbox"]`` as 4 float64 values [x, y, w, h] with w, h >= 0."""
+    if "bbox" not in entry:
+        raise DetectorError(f"{where} has no bbox")
+    bbox = entry["bbox"]
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise DetectorError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+    if values[2] < 0 or values[3] < 0:
+        raise DetectorError(f"{where}: bbox {bbox!r} has a negative width or height (expected [x, y, w, h])")
+    return values
+
+
+def _entry_key(entry: Mapping[str, Any], where: str, id_to_name: Mapping[int, str]) -> _Key:
+    """The image an entry belongs to, as a frame-matching key."""
+    for field in ("file_name", "image"):
+        if isinstance(entry.get(field), str):
+            return ("name", Path(entry[field]).name)
+    image_id = entry.get("image_id")
+    if isinstance(image_id, str):
+        if not image_id.isdigit():
+            return ("name", Path(image_id).name)
+        image_id = int(image_id)
+    if isinstance(image_id, int) and not isinstance(image_id, bool):
+        return ("name", id_to_name[image_id]) if image_id in id_to_name else ("id", image_id)
+    raise DetectorError(f"{where} has no image_id, file_name or image")
+
+
+def _frame_keys(source: str) -> list[_Key]:
+    """The keys a frame from ``source`` answers to: basename, stem, and the stem's integer value."""
+    p = Path(source)
+    keys: list[_Key] = [("name", p.name), ("name", p.stem)]
+    if p.stem.isdigit():
+        keys.append(("id", int(p.stem)))
+    return keys

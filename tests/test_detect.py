@@ -1,0 +1,359 @@
+"""Detectors: the real YOLO (int8 ONNX) on real COCO images, whole-frame boxes, COCO boxes files, class tables."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATA, DETECTOR, ROOT, load_fixture, needs_shared
+
+from poseapp.detect import (
+    BoxesFile,
+    DetectorError,
+    WholeFrameDetector,
+    YoloDetector,
+    detector_classes_for,
+    resolve_classes,
+)
+from poseapp.errors import UnknownNameError
+from poseapp.results import Detections, Frame
+
+COCO = DATA / "coco"
+DET_FILE = COCO / "test_coco_det_AP_H_56.json"
+ANN_FILE = COCO / "test_coco.json"
+
+COCO_NAMES = {0: "person", 9: "traffic light", 15: "cat", 16: "dog", 17: "horse"}
+
+
+def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of xyxy boxes a (N, 4) and b (M, 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def blank_frame(source: str, h: int = 4, w: int = 6) -> Frame:
+    return Frame(np.zeros((h, w, 3), np.uint8), source)
+
+
+def write_json(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# YOLO (real int8 ONNX model, CPU)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def yolo() -> YoloDetector:
+    return YoloDetector(DETECTOR, classes=(0,))
+
+
+@pytest.fixture(scope="module")
+def coco_frames() -> list[Frame]:
+    import cv2
+
+    return [Frame(cv2.imread(str(p)), str(p)) for p in sorted(COCO.glob("*.jpg"))]
+
+
+@needs_shared
+def test_yolo_finds_every_annotated_person(yolo, coco_frames):
+    ann = json.loads(ANN_FILE.read_text())
+    file_of = {im["id"]: im["file_name"] for im in ann["images"]}
+    found = {Path(f.source).name: d for f, d in zip(coco_frames, yolo(coco_frames))}
+    people = [a for a in ann["annotations"] if a["num_keypoints"] > 0]
+    assert len(people) == 12
+    for a in people:
+        x, y, w, h = a["bbox"]
+        det = found[file_of[a["image_id"]]]
+        best = iou_xyxy(np.array([[x, y, x + w, y + h]]), det.boxes.astype(np.float64)).max(initial=0.0)
+        assert best >= 0.5, f"person {a['id']} of image {a['image_id']}: best IoU {best:.2f}"
+
+
+@needs_shared
+def test_yolo_batch_gives_one_detections_per_frame_inside_the_image(yolo, coco_frames):
+    out = yolo(coco_frames)
+    assert len(out) == len(coco_frames) == 4
+    for frame, det in zip(coco_frames, out):
+        h, w = frame.shape
+        assert isinstance(det, Detections) and len(det) >= 1
+        assert det.boxes.dtype == np.float32 and det.boxes.shape == (len(det), 4)
+        assert det.scores.dtype == np.float32 and det.labels.dtype == np.int64
+        assert (det.labels == 0).all()  # classes=(0,): persons only
+        assert (det.scores >= 0.25).all() and (det.scores <= 1).all()
+        assert (det.boxes[:, :2] >= 0).all() and (det.boxes[:, 2] <= w).all() and (det.boxes[:, 3] <= h).all()
+        assert (det.boxes[:, 2:] > det.boxes[:, :2]).all()
+
+
+@needs_shared
+def test_yolo_batch_equals_single_frames(yolo, coco_frames):
+    batch = yolo(coco_frames[:2])
+    for frame, det in zip(coco_frames[:2], batch):
+        (single,) = yolo([frame])
+        np.testing.assert_allclose(single.boxes, det.boxes, atol=1e-3)
+
+
+@needs_shared
+def test_yolo_empty_batch_and_class_names(yolo):
+    assert yolo([]) == []
+    names = yolo.class_names
+    assert len(names) == 80 and names[0] == "person" and names[16] == "dog"
+    assert resolve_classes(["person", "dog", "16"], names) == [0, 16]
+
+
+@needs_shared
+def test_yolo_is_offline_and_quiet_in_a_fresh_process():
+    """No DNS/socket traffic, no pip, nothing on stdout, when run outside pytest (analytics are live there)."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        events = []
+        def hook(name, args):
+            if name in ("socket.getaddrinfo", "socket.connect", "subprocess.Popen", "os.system"):
+                events.append([name, repr(args)[:200]])
+        sys.addaudithook(hook)
+        import cv2
+        from poseapp.detect import YoloDetector
+        from poseapp.results import Frame
+        det = YoloDetector({str(DETECTOR)!r})
+        (d,) = det([Frame(cv2.imread({str(COCO / '000000000785.jpg')!r}), "785.jpg")])
+        sys.stderr.write("RESULT " + json.dumps({{"n": len(d), "events": events}}) + "\\n")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "ULTRALYTICS_", "PYTEST_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == ""
+    result = json.loads(run.stderr.split("RESULT ", 1)[1])
+    assert result["n"] >= 1
+    network = [e for e in result["events"] if e[0].startswith("socket")]
+    installs = [e for e in result["events"] if "pip" in e[1] or "uv" in e[1].split()]
+    assert network == [] and installs == [], result["events"]
+
+
+def test_missing_model_path_raises_detector_error(tmp_path):
+    missing = tmp_path / "models" / "det.onnx"
+    with pytest.raises(DetectorError) as e:
+        YoloDetector(missing)
+    msg = str(e.value)
+    assert str(missing) in msg and "--det-model PATH" in msg and "yolo11n.pt" in msg and "\n" not in msg
+
+
+def test_unknown_bare_name_is_not_fetched():
+    with pytest.raises(DetectorError, match="detector model not_a_model.pt not found"):
+        YoloDetector("not_a_model.pt")
+
+
+def test_known_name_offline_and_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSEAPP_HOME", str(tmp_path))
+    monkeypatch.setenv("POSEAPP_OFFLINE", "1")
+    with pytest.raises(DetectorError, match="POSEAPP_OFFLINE") as e:
+        YoloDetector("yolo11n.pt")
+    assert str(tmp_path / "yolo11n.pt") in str(e.value)
+
+
+def test_known_name_resolves_into_the_poseapp_cache(tmp_path, monkeypatch):
+    from poseapp.detect import _resolve_model
+
+    monkeypatch.setenv("POSEAPP_HOME", str(tmp_path))
+    monkeypatch.delenv("POSEAPP_OFFLINE", raising=False)
+    assert _resolve_model("yolo11n.pt") == tmp_path / "yolo11n.pt"  # ultralytics downloads it there on load
+    (tmp_path / "yolov8n.pt").write_bytes(b"x")
+    monkeypatch.setenv("POSEAPP_OFFLINE", "1")
+    assert _resolve_model("yolov8n.pt") == tmp_path / "yolov8n.pt"  # a cached copy needs no network
+
+
+def test_importing_detect_is_light():
+    code = "import sys, poseapp.detect; print(sorted(m for m in ('torch', 'ultralytics', 'cv2') if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "[]", run.stderr
+
+
+def test_corrupt_model_file_raises_detector_error(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not an onnx graph" * 10)
+    with pytest.raises(DetectorError, match="cannot load detector model .*broken.onnx"):
+        YoloDetector(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole frame
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_whole_frame_box_is_the_frame_size():
+    out = WholeFrameDetector()([blank_frame("a.jpg", h=480, w=640), blank_frame("b.jpg", h=5, w=3)])
+    assert len(out) == 2
+    np.testing.assert_array_equal(out[0].boxes, np.array([[0, 0, 640, 480]], np.float32))
+    np.testing.assert_array_equal(out[1].boxes, np.array([[0, 0, 3, 5]], np.float32))
+    assert out[0].boxes.dtype == np.float32 and out[0].scores.tolist() == [1.0] and out[0].labels.tolist() == [-1]
+    assert out[0].labels.dtype == np.int64
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# COCO boxes files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_boxes_file_matches_frames_by_image_id_with_the_float64_sum_rule():
+    entries = json.loads(DET_FILE.read_text())
+    frames = [blank_frame(str(COCO / f"{i:012d}.jpg")) for i in (785, 40083, 196141, 197388)]
+    out = BoxesFile(DET_FILE)(frames)
+    n_rule_matters = 0
+    for image_id, det in zip((785, 40083, 196141, 197388), out):
+        mine = [e for e in entries if e["image_id"] == image_id]  # file order
+        expected = np.array([[x, y, x + w, y + h] for x, y, w, h in (e["bbox"] for e in mine)], np.float64)
+        expected = expected.astype(np.float32)
+        assert det.boxes.dtype == np.float32
+        np.testing.assert_array_equal(det.boxes, expected)  # bit for bit
+        np.testing.assert_array_equal(det.scores, np.array([e["score"] for e in mine], np.float32))
+        assert det.labels.tolist() == [1] * len(mine)
+        xywh32 = np.array([e["bbox"] for e in mine], np.float32)
+        n_rule_matters += int((xywh32[:, :2] + xywh32[:, 2:] != expected[:, 2:]).sum())
+    assert n_rule_matters > 0  # adding in float32 would have given different bits
+
+
+@needs_shared
+def test_annotation_file_boxes_equal_the_parity_fixture_bit_for_bit():
+    fx = load_fixture("coco_hrnet-w32_dark")
+    boxes = BoxesFile(ANN_FILE)
+    got = np.concatenate([boxes([blank_frame(str(DATA / name))])[0].boxes for name in fx["images"]])
+    assert got.dtype == fx["bboxes"].dtype == np.float32
+    np.testing.assert_array_equal(got, fx["bboxes"])
+
+
+@needs_shared
+def test_boxes_file_min_score():
+    entries = json.loads(DET_FILE.read_text())
+    out = BoxesFile(DET_FILE, min_score=0.5)([blank_frame(f"{i:012d}.jpg") for i in (785, 40083, 196141, 197388)])
+    assert sum(len(d) for d in out) == sum(e["score"] >= 0.5 for e in entries) == 18
+    assert all((d.scores >= 0.5).all() for d in out)
+
+
+def test_boxes_file_filters_categories_and_keeps_file_order(tmp_path):
+    path = write_json(
+        tmp_path / "det.json",
+        [
+            {"image_id": 5, "bbox": [1, 2, 3, 4], "score": 0.9, "category_id": 1},
+            {"image_id": 5, "bbox": [10, 10, 5, 5], "score": 0.8, "category_id": 18},
+            {"image_id": 5, "bbox": [0, 0, 1, 1], "score": 0.1, "category_id": 1},
+            {"image_id": 6, "bbox": [0, 0, 2, 2], "score": 0.5, "category_id": 1},
+        ],
+    )
+    (d,) = BoxesFile(path, classes=[1])([blank_frame("/data/000000000005.jpg")])
+    np.testing.assert_array_equal(d.boxes, np.array([[1, 2, 4, 6], [0, 0, 1, 1]], np.float32))
+    assert d.labels.tolist() == [1, 1]
+    (d,) = BoxesFile(path, classes=[18])([blank_frame("5.png")])
+    assert d.labels.tolist() == [18] and d.scores.tolist() == [pytest.approx(0.8)]
+    (d,) = BoxesFile(path, classes=[1], min_score=0.5)([blank_frame("00005.jpg")])
+    assert len(d) == 1 and d.scores.tolist() == [pytest.approx(0.9)]
+
+
+def test_boxes_file_by_file_name_image_and_ann_file(tmp_path):
+    ann = write_json(tmp_path / "ann.json", {"images": [{"id": 7, "file_name": "val/cat.jpg"}]})
+    path = write_json(
+        tmp_path / "det.json",
+        [
+            {"file_name": "imgs/a.jpg", "bbox": [0, 0, 1, 1], "score": 1.0, "category_id": 1},
+            {"image": "b.png", "bbox": [0, 0, 2, 2], "score": 1.0, "category_id": 1},
+            {"image_id": 7, "bbox": [0, 0, 3, 3], "score": 1.0, "category_id": 16},
+            {"image_id": "frame_3", "bbox": [0, 0, 4, 4], "score": 1.0, "category_id": 1},
+        ],
+    )
+    frames = [blank_frame(s) for s in ("/x/a.jpg", "b.png", "/y/cat.jpg", "clip/frame_3.jpg", "nothing.jpg")]
+    out = BoxesFile(path, ann_file=ann)(frames)
+    assert [d.boxes[:, 2].tolist() for d in out] == [[1.0], [2.0], [3.0], [4.0], []]
+    assert out[4].boxes.shape == (0, 4) and out[4].boxes.dtype == np.float32
+
+
+def test_boxes_file_frame_without_entry_is_empty(tmp_path):
+    path = write_json(tmp_path / "det.json", [{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 1, "category_id": 1}])
+    (d,) = BoxesFile(path)([blank_frame("000000000002.jpg")])
+    assert len(d) == 0 and d.scores.dtype == np.float32 and d.labels.dtype == np.int64
+
+
+def test_boxes_file_missing_file_names_it(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(DetectorError, match="not found") as e:
+        BoxesFile(missing)
+    assert str(missing) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"foo": 1}), "must hold a JSON list"),
+        (json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1]}, 5]), "entry 1 is not an object"),
+        (json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1]}, {"image_id": 1, "score": 0.5}]), "entry 1 has no bbox"),
+        (json.dumps([{"image_id": 1, "bbox": [0, 0, 1]}]), "entry 0: bbox must be 4 finite numbers"),
+        (json.dumps([{"image_id": 1, "bbox": [0, 0, -1, 1]}]), "entry 0: bbox .* negative width"),
+        (json.dumps([{"bbox": [0, 0, 1, 1]}]), "entry 0 has no image_id, file_name or image"),
+        (json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": "high"}]), "entry 0 has a non-numeric score"),
+    ],
+)
+def test_malformed_boxes_file_names_the_file_and_the_problem(tmp_path, content, problem):
+    path = tmp_path / "dets.json"
+    path.write_text(content)
+    with pytest.raises(DetectorError, match=problem) as e:
+        BoxesFile(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Class tables
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dataset, classes",
+    [
+        ("coco", (0,)),
+        ("mpii", (0,)),
+        ("crowdpose", (0,)),
+        ("posetrack", (0,)),
+        ("deepfashion_upper", (0,)),
+        ("deepfashion_lower", (0,)),
+        ("deepfashion_full", (0,)),
+        ("deepfashion2", (0,)),
+        ("wflw", (0,)),
+        ("animalpose", (15, 16, 17, 18, 19)),
+        ("ap10k", (14, 15, 16, 17, 18, 19, 20, 21, 22, 23)),
+        ("locust", None),
+        ("zebra", None),
+        ("animalkingdom", None),
+    ],
+)
+def test_detector_classes_for(dataset, classes):
+    assert detector_classes_for(dataset) == classes
+
+
+def test_detector_classes_for_unknown_dataset_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean: ap10k"):
+        detector_classes_for("ap10")
+
+
+def test_resolve_classes_by_name_and_id():
+    assert resolve_classes(["person", "dog"], COCO_NAMES) == [0, 16]
+    assert resolve_classes(["0", "16"], COCO_NAMES) == [0, 16]
+    assert resolve_classes([16, "Person", "dog", " 0 "], COCO_NAMES) == [16, 0]
+    assert resolve_classes(["traffic_light", "Traffic Light"], COCO_NAMES) == [9]
+
+
+def test_resolve_classes_typo_suggests_the_name():
+    with pytest.raises(UnknownNameError, match="unknown detector class 'persn'. Did you mean: person"):
+        resolve_classes(["persn"], COCO_NAMES)
+    with pytest.raises(UnknownNameError, match="unknown detector class id '99'"):
+        resolve_classes(["99"], COCO_NAMES)
