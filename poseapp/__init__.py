@@ -1,0 +1,40 @@
+"""poseapp: top-down pose estimation that reproduces the published models' predictions.
+
+Public API (heavy modules load on first use, so ``import poseapp`` is instant)::
+
+    from poseapp import create_model, Pipeline, open_source, draw
+    estimator = create_model("hrnet-w32_coco-256x192")     # zoo name or checkpoint path
+    keypoints, scores = estimator([image], [boxes_xyxy])[0]
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create_model": "poseapp.api",
+    "list_models": "poseapp.api",
+    "Pipeline": "poseapp.pipeline",
+    "TopDownEstimator": "poseapp.estimator",
+    "open_source": "poseapp.sources",
+    "draw": "poseapp.draw",
+    "get_keypoint_set": "poseapp.keypoints",
+    "KeypointSet": "poseapp.keypoints",
+    "Frame": "poseapp.results",
+    "Detections": "poseapp.results",
+    "Poses": "poseapp.results",
+    "Person": "poseapp.results",
+    "FrameResult": "poseapp.results",
+    "Recipe": "poseapp.zoo",
+    "PoseAppError": "poseapp.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'poseapp' has no attribute '{name}'")

@@ -1,0 +1,97 @@
+"""Building a ready estimator from a zoo name or a checkpoint path."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from poseapp.errors import CheckpointError, PoseAppError, suggest
+from poseapp.estimator import TopDownEstimator
+from poseapp.zoo import Recipe, get_recipe, hash_prefix_in_filename, list_recipes, recipe_for_file
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; other values are checked and passed through."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PoseAppError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def resolve_recipe(model: str | Path, arch: str | None = None) -> tuple[Recipe, Path | None]:
+    """(recipe, local checkpoint path or None for a zoo name still to be fetched).
+
+    ``model`` is a zoo name or a checkpoint path. A path's recipe is ``arch`` (a zoo name) when given,
+    else the zoo entry whose file name the path bears.
+    """
+    path = Path(model)
+    looks_like_path = path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.parent != Path(".") or path.exists()
+    if not looks_like_path:
+        return get_recipe(str(model)), None
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist (check --pose-model, or pass a zoo name: "
+                              f"python infer.py models)")
+    if arch is not None:
+        return get_recipe(arch), path
+    recipe = recipe_for_file(path)
+    if recipe is None:
+        raise CheckpointError(f"cannot tell which model '{path.name}' is: its file name matches no zoo entry "
+                              f"(pass --pose-arch NAME with the zoo name whose recipe it follows)")
+    return recipe, path
+
+
+def _warn_on_hash_mismatch(path: Path) -> None:
+    """A local file is used as given, but a hash prefix in its name that its content lacks is worth a warning."""
+    prefix = hash_prefix_in_filename(path.name)
+    if prefix is None:
+        return
+    from poseapp.hub import sha256_of
+
+    digest = sha256_of(path)
+    if not digest.startswith(prefix):
+        log.warning("%s: file name says sha256 %s... but the content hashes to %s...; using it anyway",
+                    path, prefix, digest[:8])
+
+
+def create_model(model: str | Path, *, arch: str | None = None, device: str = "auto", half: bool = False,
+                 batch_size: int = 32, flip_test: bool | None = None) -> TopDownEstimator:
+    """A TopDownEstimator for a zoo name (fetched into the weights cache on first use) or a checkpoint path.
+
+    Args:
+        model: zoo name (``python infer.py models``) or path to a checkpoint (.pth).
+        arch: for a path, the zoo name whose recipe the checkpoint follows (else taken from its file name).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        half: float16 inference (CUDA only).
+        batch_size: crops per forward pass.
+        flip_test: None keeps the recipe's flip test (on for the published configs).
+    """
+    from poseapp.models import build_model, load_weights
+
+    recipe, path = resolve_recipe(model, arch)
+    if path is None:
+        if not recipe.url:
+            raise PoseAppError(f"model '{recipe.name}' has no published weights")
+        from poseapp.hub import fetch
+
+        log.info("model %s: using weights %s", recipe.name, recipe.filename)
+        path = fetch(recipe.url, recipe.filename, recipe.sha256_prefix, name=recipe.name)
+    else:
+        _warn_on_hash_mismatch(path)
+    device = resolve_device(device)
+    if half and not device.startswith("cuda"):
+        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
+    network = build_model(recipe.arch, recipe.num_keypoints)
+    load_weights(network, path)
+    return TopDownEstimator(network, recipe, device=device, half=half, batch_size=batch_size, flip_test=flip_test)
+
+
+def list_models() -> list[Recipe]:
+    """Every model of the zoo."""
+    return list_recipes()
+
+
+__all__ = ["create_model", "list_models", "resolve_recipe", "resolve_device", "suggest"]

@@ -1,0 +1,243 @@
+"""Command line: parsing and wiring only. ``python infer.py --source X`` runs ``predict``.
+
+Only this module prints, draws progress bars and chooses exit codes: 0 all good, 1 some inputs failed
+(listed in the summary, the rest processed), 2 a usage or input error (one line, no traceback unless
+--verbose), 130 interrupted.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
+DEFAULT_DET_MODEL = "yolo11n.pt"
+
+
+class DefaultGroup(click.Group):
+    """A click group that runs ``predict`` when the first argument is not a sub-command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["predict", *args]
+        return super().parse_args(ctx, args)
+
+
+def _fail(message: str, verbose: bool, code: int = 2) -> None:
+    if verbose:
+        traceback.print_exc()
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Top-down pose estimation: YOLO finds people or animals, a pose model finds their keypoints.
+
+    \b
+      python infer.py --source photo.jpg              annotated photo in runs/predict/
+      python infer.py --source photos/ --json         a folder, keypoints in predictions.json
+      python infer.py --source clip.mp4               annotated video + JSON Lines per frame
+      python infer.py --source 0 --show               webcam in a live window (q quits)
+      python infer.py models                          the model zoo
+
+    Without a sub-command the arguments go to `predict` (python infer.py predict --help).
+    """
+
+
+# ----------------------------------------------------------------------------------------- predict
+
+@main.command()
+@click.option("--source", "-s", required=True, help="Image, folder, glob, .txt list, video, webcam index or stream URL.")
+@click.option("--pose-model", "-m", default=DEFAULT_POSE_MODEL, show_default=True,
+              help="Zoo name (python infer.py models) or a checkpoint path.")
+@click.option("--pose-arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows "
+              "(default: the zoo entry whose file name it bears).")
+@click.option("--det-model", default=DEFAULT_DET_MODEL, show_default=True,
+              help="ultralytics YOLO model (.pt/.onnx/OpenVINO folder, or a name it downloads); 'none' = whole frame.")
+@click.option("--det-conf", default=0.25, show_default=True, type=float, help="Detector confidence threshold.")
+@click.option("--det-iou", default=0.7, show_default=True, type=float, help="Detector NMS IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=int, help="Most boxes per frame.")
+@click.option("--det-classes", default=None, help="Detector classes to keep, names or ids (e.g. person,dog). "
+              "Default: from the pose model's data set (person for human models, the COCO animals for "
+              "AnimalPose/AP-10K; the whole frame for Locust, Zebra and Animal Kingdom).")
+@click.option("--boxes", "boxes_file", default=None, type=click.Path(dir_okay=False),
+              help="Precomputed boxes (COCO detection-results JSON) instead of the detector.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--half", is_flag=True, help="float16 inference (CUDA).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
+@click.option("--no-flip", is_flag=True, help="Turn off the flip test (on in the published configs).")
+@click.option("--out", "out_dir", default="runs/predict", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder (runs/predict, runs/predict2, ... unless --exist-ok).")
+@click.option("--exist-ok", is_flag=True, help="Write into --out even if it exists.")
+@click.option("--json", "save_json", is_flag=True, help="Save keypoints (JSON for images, JSON Lines for videos).")
+@click.option("--no-save", is_flag=True, help="Do not save annotated images/videos (use with --json).")
+@click.option("--show", is_flag=True, help="Show results in a window (needs a display); q quits.")
+@click.option("--kpt-thr", default=0.3, show_default=True, type=float, help="Draw keypoints scoring at least this.")
+@click.option("--radius", default=None, type=int, help="Keypoint radius in pixels (default: by image size).")
+@click.option("--thickness", default=None, type=int, help="Link thickness in pixels (default: by image size).")
+@click.option("--draw-bbox", is_flag=True, help="Draw the boxes too.")
+@click.option("--recursive", is_flag=True, help="Search folders recursively.")
+@click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(1), help="Use every Nth video frame.")
+@click.option("--max-frames", default=None, type=click.IntRange(1), help="Stop after N frames.")
+@click.option("--verbose", "-v", is_flag=True, help="Log details; show tracebacks on errors.")
+def predict(**opts: Any) -> None:
+    """Detect, estimate keypoints, draw and save them for any source."""
+    _configure_logging(opts["verbose"])
+    from poseapp.errors import PoseAppError
+
+    try:
+        code = _predict(opts)
+    except PoseAppError as e:
+        _fail(str(e), opts["verbose"])
+    except KeyboardInterrupt:
+        click.echo("interrupted: outputs written so far are saved", err=True)
+        sys.exit(130)
+    sys.exit(code)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _build_detector(opts: dict[str, Any], recipe, device: str):
+    """The box source the options and the model's data set call for."""
+    from poseapp.detect import BoxesFile, WholeFrameDetector, YoloDetector, detector_classes_for, resolve_classes
+
+    if opts["boxes_file"]:
+        return BoxesFile(opts["boxes_file"])
+    det_model = opts["det_model"]
+    wanted = opts["det_classes"]
+    classes = detector_classes_for(recipe.dataset)
+    if det_model.lower() == "none" or (classes is None and wanted is None):
+        return WholeFrameDetector()
+    detector = YoloDetector(det_model, conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
+                            classes=classes, device=device, half=opts["half"])
+    if wanted is not None:
+        ids = resolve_classes([w.strip() for w in wanted.split(",") if w.strip()], detector.class_names)
+        detector = YoloDetector(det_model, conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
+                                classes=ids, device=device, half=opts["half"])
+    return detector
+
+
+def _predict(opts: dict[str, Any]) -> int:
+    from poseapp.api import create_model, resolve_device
+    from poseapp.sources import open_source
+    from poseapp.sinks import Window, next_run_dir
+
+    # cheap checks first: a missing source or an unwritable --out fails before any model loads
+    source = open_source(opts["source"], recursive=opts["recursive"], vid_stride=opts["vid_stride"],
+                         max_frames=opts["max_frames"])
+    window = Window(f"poseapp: {opts['source']}") if opts["show"] else None
+    out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"]) if not (opts["no_save"] and not opts["save_json"]) else None
+
+    device = resolve_device(opts["device"])
+    estimator = create_model(opts["pose_model"], arch=opts["pose_arch"], device=device, half=opts["half"],
+                             batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
+    detector = _build_detector(opts, estimator.recipe, device)
+    from poseapp.pipeline import Pipeline
+
+    pipeline = Pipeline(estimator, detector)
+    stats = _run(pipeline, source, out, window, opts)
+    _summary(stats, source, out, estimator.recipe.name)
+    return 1 if source.failures else 0
+
+
+def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> dict[str, Any]:
+    """Stream frames through the pipeline into the sinks; returns counters for the summary."""
+    from tqdm import tqdm
+
+    from poseapp.draw import draw
+    from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter
+
+    stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "written": [], "start": time.perf_counter()}
+    save_media = out is not None and not opts["no_save"]
+    meta = {"model": pipeline.estimator.recipe.name}
+    with ExitStack() as stack:
+        if window is not None:
+            stack.enter_context(window)
+        stack.enter_context(source)
+        media = json_sink = None
+        if source.kind == "images":
+            if save_media:
+                media = stack.enter_context(ImageWriter(out, root=getattr(source, "root", None)))
+            if opts["save_json"]:
+                json_sink = stack.enter_context(JsonWriter(out / "predictions.json", meta))
+        else:
+            stem = _stream_stem(source)
+            if save_media:
+                media = stack.enter_context(VideoWriter(out / f"{stem}.mp4", source.fps, source.size))
+            if opts["save_json"]:
+                json_sink = stack.enter_context(JsonlWriter(out / f"{stem}.jsonl", meta))
+        bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=source.kind == "images"
+                                       and (source.expected_frames or 0) <= 1, dynamic_ncols=True, leave=False))
+        for result in pipeline(source):
+            stats["frames"] += 1
+            stats["instances"] += len(result)
+            stats["pose_time"] += result.timings.get("pose", 0.0)
+            stats["det_time"] += result.timings.get("detect", 0.0)
+            annotated = None
+            if media is not None or window is not None:
+                annotated = draw(result.frame.image, result.poses, kpt_thr=opts["kpt_thr"], radius=opts["radius"],
+                                 thickness=opts["thickness"], draw_bbox=opts["draw_bbox"])
+            if media is not None:
+                if source.kind == "images":
+                    stats["written"].append(media.write(result.frame, annotated))
+                else:
+                    media.write(annotated)
+            if json_sink is not None:
+                json_sink.write(result)
+            bar.update(1)
+            if window is not None and not window.show(annotated):
+                break
+    return stats
+
+
+def _stream_stem(source) -> str:
+    spec = str(source.spec)
+    if spec.isdigit():
+        return f"webcam{spec}"
+    name = Path(spec.split("?")[0]).stem
+    return name or "stream"
+
+
+def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> None:
+    elapsed = time.perf_counter() - stats["start"]
+    frames, people = stats["frames"], stats["instances"]
+    crops_per_s = people / stats["pose_time"] if stats["pose_time"] > 0 else 0.0
+    click.echo(f"{model}: {frames} frame(s), {people} instance(s) in {elapsed:.1f}s "
+               f"({frames / elapsed if elapsed else 0:.1f} frames/s, pose {crops_per_s:.1f} crops/s)", err=True)
+    if out is not None:
+        click.echo(f"results saved to {out}", err=True)
+    if source.failures:
+        click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
+        for path, reason in source.failures:
+            click.echo(f"  {path}: {reason}", err=True)
+
+
+# ----------------------------------------------------------------------------------------- models
+
+@main.command()
+@click.option("--dataset", default=None, help="Only models of this data set (coco, ap10k, ...).")
+@click.option("--search", default=None, help="Only models whose name contains TEXT.")
+def models(dataset: str | None, search: str | None) -> None:
+    """List the model zoo: name, data set, architecture, codec, input size, published metric."""
+    from poseapp.zoo import list_recipes
+
+    rows = [r for r in list_recipes() if (dataset is None or r.dataset == dataset)
+            and (search is None or search.lower() in r.name.lower())]
+    width = max((len(r.name) for r in rows), default=4)
+    click.echo(f"{'name':<{width}}  {'dataset':<18} {'arch':<10} {'codec':<6} {'input':<8} metric")
+    for r in rows:
+        key = next(iter(r.metrics), None)
+        metric = f"{key} {r.metrics[key]}" if key else ""
+        click.echo(f"{r.name:<{width}}  {r.dataset:<18} {r.arch:<10} {r.codec:<6} "
+                   f"{r.input_size[0]}x{r.input_size[1]:<4} {metric}")
+    click.echo(f"{len(rows)} model(s)", err=True)
