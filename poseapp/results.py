@@ -71,7 +71,7 @@ class Person:
         return {
             "bbox": [round(float(v), 3) for v in self.box],
             "bbox_score": round(float(self.box_score), 5),
-            "keypoints": [[round(float(x), 3), round(float(y), 3)] for x, y in self.keypoints],
+            "keypoints": [[round(float(x), 4), round(float(y), 4)] for x, y in self.keypoints],
             "keypoint_scores": [round(float(s), 5) for s in self.scores],
         }
 
