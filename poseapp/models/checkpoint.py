@@ -1,0 +1,144 @@
+"""Reading checkpoints safely and adapting foreign layouts to ours (timm ``checkpoint_filter_fn`` style).
+
+Layouts understood: MMPose 1.x (``{'meta', 'state_dict'}`` with ``backbone.*`` / ``head.*``), MMPose 0.x
+(``keypoint_head.*``), HRNet-repo / sithu31296 bare state dicts (``final_layer.*``), and
+DataParallel's ``module.`` prefix. Files are unpickled with ``weights_only=True``; the only extra
+globals allowed are the numpy ones MMPose 1.x runners store in ``meta['dataset_meta']``.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from poseapp.errors import CheckpointError
+
+_RENAMES = (  # (old prefix, new prefix), applied in order to each key
+    ("keypoint_head.", "head."),  # MMPose 0.x
+    ("final_layer.", "head.final_layer."),  # HRNet repo / sithu31296 PoseHRNet
+)
+_DROP_PREFIXES = ("data_preprocessor.",)  # MMPose 1.x buffers (mean/std), not weights
+_TRAINING_ONLY = ("loss", "loss_module")  # key components of training-only modules (RLE flow)
+_OPTIONAL = ("num_batches_tracked",)  # BatchNorm fills it in when absent (very old checkpoints)
+
+
+def _numpy_safe_globals() -> list:
+    """The numpy globals a pickled ``ndarray`` needs, under NumPy 1.x and 2.x names."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    reconstruct = core.multiarray._reconstruct
+    allowed: list = [
+        np.ndarray,
+        np.dtype,
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+        (reconstruct, "numpy._core.multiarray._reconstruct"),
+    ]
+    dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25 pickles some dtypes by their class
+    for name in ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64DType", "UInt8DType",
+                 "UInt16DType", "UInt32DType", "UInt64DType", "Float16DType", "Float32DType", "Float64DType"):
+        if dtypes is not None and hasattr(dtypes, name):
+            allowed.append(getattr(dtypes, name))
+    return allowed
+
+
+def _why_unreadable(error: Exception) -> str:
+    """One line saying why torch.load refused a file, and the fix."""
+    text = str(error)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return (f"it holds Python objects that are not weights ({refused.group(1)}), which poseapp does not "
+                "unpickle; re-save it as torch.save({'state_dict': model.state_dict()}, path)")
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.S)
+    reason = " ".join((detail.group(1) if detail else text or type(error).__name__).split())[:160]
+    return f"not a PyTorch checkpoint, or corrupt/truncated ({reason}); delete it and download it again"
+
+
+def read_checkpoint(path: str | Path) -> tuple[OrderedDict[str, torch.Tensor], dict]:
+    """Load ``path`` (weights_only) and unwrap it: returns (state dict, meta dict; {} when absent).
+
+    Raises CheckpointError for a missing, corrupt or non-checkpoint file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: check the path or fetch the model first")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip, pickle and weights-only errors of every kind
+        raise CheckpointError(f"cannot read checkpoint {path}: {_why_unreadable(e)}") from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict: pass a .pth file "
+                              "saved by MMPose or torch.save(model.state_dict())")
+    meta = obj.get("meta") if "state_dict" in obj else None
+    sd = obj["state_dict"] if "state_dict" in obj else obj
+    if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"checkpoint {path} has no state dict of tensors: pass a .pth file saved by MMPose "
+                              "or torch.save(model.state_dict())")
+    return OrderedDict(sd), dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def adapt_state_dict(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None
+) -> OrderedDict[str, torch.Tensor]:
+    """Rename/drop keys of a foreign checkpoint so that they match our (MMPose 1.x) names.
+
+    Strips ``module.``; drops ``data_preprocessor.*`` and training-only ``*.loss.*`` / ``*.loss_module.*``;
+    renames ``keypoint_head.`` -> ``head.`` (MMPose 0.x) and a top-level ``final_layer.`` ->
+    ``head.final_layer.`` (HRNet repo, sithu31296). ``model`` is the target (timm filter signature; the
+    current rules do not depend on it). Returns a new OrderedDict; the input is not modified.
+    """
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, value in state_dict.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith(_DROP_PREFIXES):
+            continue
+        for old, new in _RENAMES:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        if any(part in _TRAINING_ONLY for part in key.split(".")[:-1]):
+            continue
+        out[key] = value
+    return out
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, path: str | Path) -> None:
+    """Raise CheckpointError (one line) unless ``state_dict`` fits ``model`` key for key and shape for shape."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in state_dict and not k.endswith(_OPTIONAL)]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {expected[k]}"
+        for k, v in state_dict.items() if k in expected and tuple(v.shape) != expected[k]
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = [f"{len(missing)} missing, {len(unexpected)} unexpected keys, {len(mismatched)} shape mismatches"]
+    if missing:
+        parts.append("missing: " + ", ".join(missing[:3]))
+    if unexpected:
+        parts.append("unexpected: " + ", ".join(unexpected[:3]))
+    if mismatched:
+        parts.append("shape mismatch: " + "; ".join(mismatched[:3]))
+    raise CheckpointError(
+        f"checkpoint {path} does not fit the model ({'; '.join(parts)}). Is this checkpoint for another "
+        "architecture or keypoint count? pass --pose-arch (and the matching keypoint set)"
+    )
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Read ``path``, adapt its keys, check it fits, and load it strictly into ``model``.
+
+    Returns the checkpoint's ``meta`` dict ({} when absent). Raises CheckpointError on any mismatch.
+    """
+    state_dict, meta = read_checkpoint(path)
+    state_dict = adapt_state_dict(state_dict, model)
+    check_state_dict(state_dict, model, path)
+    model.load_state_dict(state_dict, strict=True)
+    return meta
