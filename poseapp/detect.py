@@ -205,7 +205,7 @@ class YoloDetector:
         conf: minimum box confidence.
         iou: NMS IoU threshold.
         max_det: most boxes per frame.
-        classes: 0-based class ids to keep (``(0,)`` = person); None keeps every class.
+        classes: class ids (0-based; ``(0,)`` = person) or names to keep; None keeps every class.
         device: ``"cpu"``, ``"cuda:0"``, ``"0"``...
         half: FP16 inference (ignored by ultralytics on the CPU).
         imgsz: inference size in pixels.
@@ -222,7 +222,7 @@ class YoloDetector:
         conf: float = 0.25,
         iou: float = 0.7,
         max_det: int = 300,
-        classes: Sequence[int] | None = (0,),
+        classes: Sequence[int | str] | None = (0,),
         device: str = "cpu",
         half: bool = False,
         imgsz: int = 640,
@@ -233,7 +233,7 @@ class YoloDetector:
             conf=conf,
             iou=iou,
             max_det=max_det,
-            classes=None if classes is None else [int(c) for c in classes],
+            classes=None,  # resolved below, once the model's class names are known
             device=device,
             imgsz=imgsz,
             verbose=False,
@@ -252,6 +252,8 @@ class YoloDetector:
         except Exception as e:  # ultralytics / onnxruntime / torch raise many types for a bad model file
             why = f"{type(e).__name__}: {' '.join(str(e).split())}"  # one line, whatever ultralytics wrote
             raise DetectorError(f"cannot load detector model {model} ({why}): {_DET_MODEL_FIX}") from e
+        if classes is not None:
+            self._kwargs["classes"] = resolve_classes(classes, self.class_names)
         log.info("YOLO detector %s loaded (%d classes, device %s)", self.path, len(self.class_names), device)
 
     @property
