@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from poseapp.errors import CheckpointError, PoseAppError, suggest
+from poseapp.errors import CheckpointError, PoseAppError
 from poseapp.estimator import TopDownEstimator
 from poseapp.zoo import Recipe, get_recipe, hash_prefix_in_filename, list_recipes, recipe_for_file
 
@@ -57,6 +57,16 @@ def _warn_on_hash_mismatch(path: Path) -> None:
                     path, prefix, digest[:8])
 
 
+def fetch_weights(recipe: Recipe) -> Path:
+    """The recipe's checkpoint in the weights cache, downloaded and sha256-checked on first use."""
+    if not recipe.url:
+        raise PoseAppError(f"model '{recipe.name}' has no published weights")
+    from poseapp.hub import fetch
+
+    log.info("model %s: weights %s", recipe.name, recipe.filename)
+    return fetch(recipe.url, recipe.filename, recipe.sha256_prefix, name=recipe.name)
+
+
 def create_model(model: str | Path, *, arch: str | None = None, device: str = "auto", half: bool = False,
                  batch_size: int = 32, flip_test: bool | None = None) -> TopDownEstimator:
     """A TopDownEstimator for a zoo name (fetched into the weights cache on first use) or a checkpoint path.
@@ -73,12 +83,7 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
 
     recipe, path = resolve_recipe(model, arch)
     if path is None:
-        if not recipe.url:
-            raise PoseAppError(f"model '{recipe.name}' has no published weights")
-        from poseapp.hub import fetch
-
-        log.info("model %s: using weights %s", recipe.name, recipe.filename)
-        path = fetch(recipe.url, recipe.filename, recipe.sha256_prefix, name=recipe.name)
+        path = fetch_weights(recipe)
     else:
         _warn_on_hash_mismatch(path)
     device = resolve_device(device)
@@ -94,4 +99,4 @@ def list_models() -> list[Recipe]:
     return list_recipes()
 
 
-__all__ = ["create_model", "list_models", "resolve_recipe", "resolve_device", "suggest"]
+__all__ = ["create_model", "fetch_weights", "list_models", "resolve_recipe", "resolve_device"]

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from poseapp import __version__
+
 DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
 DEFAULT_DET_MODEL = "yolo11n.pt"
 
@@ -37,6 +39,7 @@ def _fail(message: str, verbose: bool, code: int = 2) -> None:
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="poseapp")
 def main() -> None:
     """Top-down pose estimation: YOLO finds people or animals, a pose model finds their keypoints.
 
@@ -46,6 +49,7 @@ def main() -> None:
       python infer.py --source clip.mp4               annotated video + JSON Lines per frame
       python infer.py --source 0 --show               webcam in a live window (q quits)
       python infer.py models                          the model zoo
+      python infer.py fetch hrnet-w32_coco-256x192    download weights (for offline use)
 
     Without a sub-command the arguments go to `predict` (python infer.py predict --help).
     """
@@ -109,22 +113,17 @@ def _configure_logging(verbose: bool) -> None:
 
 def _build_detector(opts: dict[str, Any], recipe, device: str):
     """The box source the options and the model's data set call for."""
-    from poseapp.detect import BoxesFile, WholeFrameDetector, YoloDetector, detector_classes_for, resolve_classes
+    from poseapp.detect import BoxesFile, WholeFrameDetector, YoloDetector, detector_classes_for
 
     if opts["boxes_file"]:
         return BoxesFile(opts["boxes_file"])
     det_model = opts["det_model"]
     wanted = opts["det_classes"]
-    classes = detector_classes_for(recipe.dataset)
-    if det_model.lower() == "none" or (classes is None and wanted is None):
+    classes = detector_classes_for(recipe.dataset) if wanted is None else [w.strip() for w in wanted.split(",") if w.strip()]
+    if det_model.lower() == "none" or classes is None:
         return WholeFrameDetector()
-    detector = YoloDetector(det_model, conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
-                            classes=classes, device=device, half=opts["half"])
-    if wanted is not None:
-        ids = resolve_classes([w.strip() for w in wanted.split(",") if w.strip()], detector.class_names)
-        detector = YoloDetector(det_model, conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
-                                classes=ids, device=device, half=opts["half"])
-    return detector
+    return YoloDetector(det_model, conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
+                        classes=classes, device=device, half=opts["half"])
 
 
 def _predict(opts: dict[str, Any]) -> int:
@@ -135,19 +134,39 @@ def _predict(opts: dict[str, Any]) -> int:
     # cheap checks first: a missing source or an unwritable --out fails before any model loads
     source = open_source(opts["source"], recursive=opts["recursive"], vid_stride=opts["vid_stride"],
                          max_frames=opts["max_frames"])
-    window = Window(f"poseapp: {opts['source']}") if opts["show"] else None
-    out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"]) if not (opts["no_save"] and not opts["save_json"]) else None
+    window = out = None
+    wants_out = not (opts["no_save"] and not opts["save_json"])
+    fresh_out = not (opts["exist_ok"] and Path(opts["out_dir"]).exists())  # a folder this run creates
+    try:
+        window = Window(f"poseapp: {opts['source']}") if opts["show"] else None
+        out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"]) if wants_out else None
 
-    device = resolve_device(opts["device"])
-    estimator = create_model(opts["pose_model"], arch=opts["pose_arch"], device=device, half=opts["half"],
-                             batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
-    detector = _build_detector(opts, estimator.recipe, device)
+        device = resolve_device(opts["device"])
+        estimator = create_model(opts["pose_model"], arch=opts["pose_arch"], device=device, half=opts["half"],
+                                 batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
+        detector = _build_detector(opts, estimator.recipe, device)
+    except BaseException:
+        _abandon(source, window, out if fresh_out else None)
+        raise
     from poseapp.pipeline import Pipeline
 
     pipeline = Pipeline(estimator, detector)
     stats = _run(pipeline, source, out, window, opts)
     _summary(stats, source, out, estimator.recipe.name)
     return 1 if source.failures else 0
+
+
+def _abandon(source, window, fresh_out: Path | None) -> None:
+    """A run that fails before its first frame: release the capture and window, and remove the output
+    folder it created if still empty (so a bad --pose-model does not use up runs/predictN)."""
+    source.close()
+    if window is not None:
+        window.close()
+    if fresh_out is not None:
+        try:
+            fresh_out.rmdir()  # only an empty folder
+        except OSError:
+            pass
 
 
 def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +239,25 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
         click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
         for path, reason in source.failures:
             click.echo(f"  {path}: {reason}", err=True)
+
+
+# ----------------------------------------------------------------------------------------- fetch
+
+@main.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks on errors.")
+def fetch(names: tuple[str, ...], verbose: bool) -> None:
+    """Download zoo weights into the cache (weights/ or $POSEAPP_HOME), sha256-checked; prints each path."""
+    from poseapp.api import fetch_weights
+    from poseapp.errors import PoseAppError
+    from poseapp.zoo import get_recipe
+
+    _configure_logging(verbose)
+    try:
+        for name in names:
+            click.echo(fetch_weights(get_recipe(name)))
+    except PoseAppError as e:
+        _fail(str(e), verbose)
 
 
 # ----------------------------------------------------------------------------------------- models

@@ -58,10 +58,21 @@ def _output_error(path: Path, e: OSError) -> OutputError:
     return OutputError(f"cannot write to '{path}': {_reason(e)} (choose another --out)")
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _temp_path(path: Path, suffix: str = ".tmp") -> Path:
-    """A fresh hidden temporary file next to ``path`` (created empty, so the name is ours)."""
+    """A fresh hidden temporary file next to ``path`` (created empty, so the name is ours).
+
+    mkstemp creates it 0600; it gets the usual mode so the renamed output is readable like any other.
+    """
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(name, _file_mode())
     return Path(name)
 
 

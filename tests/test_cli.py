@@ -1,0 +1,473 @@
+"""The command line on bad input and options: one-line message, exit code, and nothing else lost.
+
+Exit codes (poseapp/cli.py): 0 all good, 1 some inputs failed (the rest processed and saved, the
+summary lists them), 2 a usage or input error (one line starting with ``error:``, a traceback only
+with --verbose). Runs that need a pose model use the HRNet-W32 COCO parity checkpoint, --no-flip, and
+the whole frame (``--det-model none``) or a boxes file as boxes, so each costs a crop or two.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from conftest import DATA, ROOT, needs_shared
+from poseapp.cli import main
+
+ARCH = "hrnet-w32_coco-256x192"
+COCO = sorted((DATA / "coco").glob("*.jpg"))
+DEMO_MP4 = DATA / "demo" / "demo.mp4"
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reuse_loaded_models():
+    """Load each (checkpoint, options) once per module (≈3 s each); a miss calls the real create_model,
+    so its errors are unchanged. A test that must see no model load patches create_model itself."""
+    import torch
+
+    import poseapp.api
+
+    real, cache = poseapp.api.create_model, {}
+
+    def cached(model, **kw):
+        key = (str(model), tuple(sorted(kw.items())))
+        if key not in cache:
+            cache[key] = real(model, **kw)
+        return cache[key]
+
+    # One intra-op thread: when other processes share the 2 cores, torch's 2 OpenMP threads spin against
+    # them (measured 9.5 s a crop instead of 0.26 s); one thread is steady.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(poseapp.api, "create_model", cached)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pose(make_checkpoint) -> list[str]:
+    """Options for the HRNet-W32 parity checkpoint, flip test off."""
+    return ["--pose-model", str(make_checkpoint("coco_hrnet-w32_hm")), "--pose-arch", ARCH, "--no-flip"]
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if the CLI gets as far as loading a pose model."""
+    import poseapp.api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pose model was loaded")
+
+    monkeypatch.setattr(poseapp.api, "create_model", refuse)
+
+
+def cli(*args) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def error_line(result: Result, code: int = 2) -> str:
+    """The run failed with ``code``, printed exactly one ``error:`` line and no traceback: that line."""
+    assert not isinstance(result.exception, AssertionError), result.exception  # e.g. from no_model_load
+    assert result.exit_code == code, f"{result.output}\n{result.exception!r}"
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def write_png(path: Path, size: tuple[int, int] = (64, 48), value: int = 128) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.full((size[1], size[0], 3), value, np.uint8))
+    return path
+
+
+def jsonl(path: Path) -> tuple[dict, list[dict]]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return lines[0]["header"], lines[1:]
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources that cannot be read
+
+
+def test_missing_source(tmp_path, no_model_load):
+    missing = tmp_path / "nope.jpg"
+    line = error_line(cli("--source", missing, "--out", tmp_path / "out"))
+    assert str(missing) in line and "not found" in line
+    assert not (tmp_path / "out").exists()  # failed before creating anything
+
+
+def test_missing_source_verbose_shows_traceback(tmp_path, no_model_load):
+    missing = tmp_path / "nope.jpg"
+    result = cli("--source", missing, "--out", tmp_path / "out", "--verbose")
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "SourceError" in result.stderr
+    assert f"error: source '{missing}' not found" in result.stderr
+
+
+def test_missing_source_real_process(tmp_path):
+    """The real process: exit status 2, one line on stderr, no traceback."""
+    missing = tmp_path / "nope.jpg"
+    proc = subprocess.run([sys.executable, "infer.py", "--source", str(missing), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith(f"error: source '{missing}' not found")
+    assert proc.stdout == ""
+
+
+@needs_shared
+def test_bad_files_in_folder_are_listed_and_the_rest_saved(tmp_path, pose):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = {"a.jpg": COCO[0], "e.jpg": COCO[1]}
+    for name, src in good.items():
+        shutil.copy(src, folder / name)
+    (folder / "b.jpg").write_bytes(b"")
+    (folder / "c.jpg").write_text("this is text, not an image")
+    data = COCO[2].read_bytes()
+    (folder / "d.jpg").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+
+    result = cli("--source", folder, *pose, "--det-model", "none", "--json", "--out", out)
+
+    assert result.exit_code == 1, f"{result.output}\n{result.exception!r}"
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "e.jpg", "predictions.json"]
+    for name, src in good.items():
+        assert cv2.imread(str(out / name)).shape == cv2.imread(str(src)).shape
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [e["image"] for e in doc["images"]] == [str(folder / "a.jpg"), str(folder / "e.jpg")]
+    assert all(len(e["instances"]) == 1 for e in doc["images"])  # the whole frame
+    assert "3 input(s) failed:" in result.stderr
+    summary = result.stderr[result.stderr.index("3 input(s) failed:"):]
+    assert f"{folder / 'b.jpg'}: empty file (0 bytes)" in summary
+    assert f"{folder / 'c.jpg'}: cannot decode image" in summary
+    assert f"{folder / 'd.jpg'}: truncated JPEG" in summary
+    assert "2 frame(s)" in result.stderr
+
+
+def test_video_that_cannot_be_opened(tmp_path, no_model_load):
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("not a video")
+    line = error_line(cli("--source", fake, "--out", tmp_path / "out"))
+    assert f"cannot open video '{fake}'" in line
+    assert not (tmp_path / "out").exists()
+
+
+@needs_shared
+def test_video_that_ends_early_keeps_what_was_processed(tmp_path, pose):
+    """An AVI states its frame count in the header, so a truncated copy opens and then ends early
+    (as in test_sources.py): the frames read are saved in a finalised mp4 and the JSONL, exit 1."""
+    cap = cv2.VideoCapture(str(DEMO_MP4))
+    writer = cv2.VideoWriter(str(tmp_path / "full.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (960, 540))
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        writer.write(image)
+        writer.write(image)
+    cap.release()
+    writer.release()
+    data = (tmp_path / "full.avi").read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+
+    result = cli("--source", cut, *pose, "--det-model", "none", "--json", "--out", out)
+
+    assert result.exit_code == 1, f"{result.output}\n{result.exception!r}"
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["cut.jsonl", "cut.mp4"]  # renamed from the temp names
+    header, frames = jsonl(out / "cut.jsonl")
+    n = len(frames)
+    assert 0 < n < 10 and [f["frame"] for f in frames] == list(range(n))
+    assert len(header["keypoint_names"]) == 17
+    video = cv2.VideoCapture(str(out / "cut.mp4"))
+    assert video.isOpened()
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    assert (int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (960, 540)
+    decoded = 0
+    while video.read()[0]:
+        decoded += 1
+    video.release()
+    assert decoded == n
+    assert "1 input(s) failed:" in result.stderr
+    assert f"{cut}: video ended early at frame {n} of 10" in result.stderr
+
+
+def test_absent_webcam(tmp_path, no_model_load):
+    line = error_line(cli("--source", "99", "--out", tmp_path / "out"))
+    assert "webcam 99 cannot be opened" in line and "--source" in line
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs that cannot be made
+
+
+def test_show_without_display_fails_before_loading_anything(tmp_path, monkeypatch, no_model_load):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    image = write_png(tmp_path / "x.png")
+    start = time.perf_counter()
+    line = error_line(cli("--source", image, "--show", "--out", tmp_path / "out"))
+    assert time.perf_counter() - start < 5
+    assert "--show needs a display" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_out(tmp_path, no_model_load):
+    (tmp_path / "file").write_text("a regular file")
+    image = write_png(tmp_path / "x.png")
+    target = tmp_path / "file" / "predict"
+    line = error_line(cli("--source", image, "--out", target))
+    assert f"cannot write to '{target}'" in line and "--out" in line
+    assert (tmp_path / "file").read_text() == "a regular file"
+
+
+# --------------------------------------------------------------------------------------------------
+# Models and checkpoints
+
+
+@needs_shared
+def test_checkpoint_of_another_architecture(tmp_path, make_checkpoint):
+    ckpt = make_checkpoint("coco_res50_hm")  # ResNet-50 weights
+    image = write_png(tmp_path / "x.png")
+    line = error_line(cli("--source", image, "--pose-model", ckpt, "--pose-arch", ARCH, "--det-model", "none",
+                          "--out", tmp_path / "out"))
+    assert f"checkpoint {ckpt} does not fit the model" in line
+    assert "missing: backbone." in line and "unexpected: backbone." in line
+    assert not (tmp_path / "out").exists()  # the empty run folder is removed
+
+
+@needs_shared
+def test_checkpoint_with_another_keypoint_count(tmp_path, make_checkpoint):
+    ckpt = make_checkpoint("coco_res50_hm")  # ResNet-50, 17 COCO keypoints; animalpose has 20
+    image = write_png(tmp_path / "x.png")
+    line = error_line(cli("--source", image, "--pose-model", ckpt, "--pose-arch", "res50_animalpose-256x256",
+                          "--det-model", "none", "--out", tmp_path / "out"))
+    assert f"checkpoint {ckpt}" in line and "0 missing, 0 unexpected keys" in line
+    assert "shape mismatch: head.final_layer.weight: checkpoint (17, 256, 1, 1) vs model (20, 256, 1, 1)" in line
+    assert not (tmp_path / "out").exists()
+
+
+@needs_shared
+def test_checkpoint_named_like_no_zoo_entry_needs_pose_arch(tmp_path, make_checkpoint):
+    ckpt = make_checkpoint("coco_hrnet-w32_hm")  # "coco_hrnet-w32_hm.1x.pth": no zoo file name
+    image = write_png(tmp_path / "x.png")
+    line = error_line(cli("--source", image, "--pose-model", ckpt, "--det-model", "none", "--out", tmp_path / "out"))
+    assert f"'{ckpt.name}'" in line and "matches no zoo entry" in line and "pass --pose-arch" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_name_suggests_the_closest(tmp_path):
+    image = write_png(tmp_path / "x.png")
+    line = error_line(cli("--source", image, "--pose-model", "hrnet-w32_coco", "--out", tmp_path / "out"))
+    assert "unknown model 'hrnet-w32_coco'" in line and "hrnet-w32_coco-256x192" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_run_keeps_an_existing_output_folder(tmp_path):
+    """--exist-ok into a folder holding earlier results, then a failure: the folder and its files stay."""
+    image = write_png(tmp_path / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "earlier.json").write_text("{}")
+    error_line(cli("--source", image, "--pose-model", "no-such-model", "--out", out, "--exist-ok"))
+    assert [p.name for p in out.iterdir()] == ["earlier.json"]
+    (out / "earlier.json").unlink()
+    error_line(cli("--source", image, "--pose-model", "no-such-model", "--out", out, "--exist-ok"))
+    assert out.is_dir()  # an empty folder the user made is not this run's to remove
+
+
+@needs_shared
+@pytest.mark.parametrize("content, problem", [
+    ("not json at all", "is not valid JSON"),
+    ('[{"image_id": 1, "bbox": [1, 2]}]', "bbox must be 4 finite numbers"),
+    ('{"boxes": []}', "must hold a JSON list"),
+], ids=["not-json", "short-bbox", "not-a-list"])
+def test_malformed_boxes_file(tmp_path, pose, content, problem):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(content)
+    image = write_png(tmp_path / "x.png")
+    line = error_line(cli("--source", image, *pose, "--boxes", boxes, "--out", tmp_path / "out"))
+    assert str(boxes) in line and problem in line
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Output options
+
+
+@needs_shared
+def test_output_folders_are_numbered_unless_exist_ok(tmp_path, pose):
+    image = write_png(tmp_path / "x.png")
+    empty_boxes = tmp_path / "boxes.json"
+    empty_boxes.write_text("[]")  # no box for any image: fast runs that still write their outputs
+    base = tmp_path / "runs" / "predict"
+    for _ in range(2):
+        result = cli("--source", image, *pose, "--boxes", empty_boxes, "--out", base)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in base.parent.iterdir()) == ["predict", "predict2"]
+    assert (base / "x.png").is_file() and (base.parent / "predict2" / "x.png").is_file()
+    (base / "keep.txt").write_text("earlier results")
+    result = cli("--source", image, *pose, "--boxes", empty_boxes, "--out", base, "--exist-ok", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in base.parent.iterdir()) == ["predict", "predict2"]
+    assert sorted(p.name for p in base.iterdir()) == ["keep.txt", "predictions.json", "x.png"]
+
+
+@needs_shared
+def test_outputs_get_the_usual_permissions(tmp_path, pose):
+    image = write_png(tmp_path / "x.png")
+    empty_boxes = tmp_path / "boxes.json"
+    empty_boxes.write_text("[]")
+    out = tmp_path / "out"
+    result = cli("--source", image, *pose, "--boxes", empty_boxes, "--json", "--out", out)
+    assert result.exit_code == 0, result.output
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("x.png", "predictions.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+@needs_shared
+def test_no_save_with_json_writes_json_only(tmp_path, pose):
+    image = write_png(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    result = cli("--source", image, *pose, "--det-model", "none", "--no-save", "--json", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["predictions.json"]
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [e["image"] for e in doc["images"]] == [str(image)] and len(doc["images"][0]["instances"]) == 1
+
+
+@needs_shared
+def test_max_frames_on_a_folder(tmp_path, pose):
+    for i in range(3):
+        write_png(tmp_path / "in" / f"{i}.png", value=40 * i)
+    out = tmp_path / "out"
+    result = cli("--source", tmp_path / "in", *pose, "--det-model", "none", "--max-frames", 2, "--json", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "predictions.json"]
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [Path(e["image"]).name for e in doc["images"]] == ["0.png", "1.png"]
+    assert "2 frame(s)" in result.stderr
+
+
+@needs_shared
+def test_vid_stride(tmp_path, pose):
+    out = tmp_path / "out"
+    result = cli("--source", DEMO_MP4, *pose, "--det-model", "none", "--vid-stride", 2, "--json", "--no-save",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["demo.jsonl"]
+    header, frames = jsonl(out / "demo.jsonl")
+    assert header["keypoint_set"] == "coco"
+    assert [f["frame"] for f in frames] == [0, 2, 4]
+    assert [f["timestamp"] for f in frames] == pytest.approx([0.0, 0.4, 0.8])
+
+
+# --------------------------------------------------------------------------------------------------
+# models, --help, --version
+
+
+def test_models_lists_the_zoo():
+    from poseapp.zoo import list_recipes
+
+    result = cli("models")
+    assert result.exit_code == 0
+    rows = result.stdout.splitlines()
+    assert rows[0].split()[:5] == ["name", "dataset", "arch", "codec", "input"]
+    names = [r.name for r in list_recipes()]
+    assert [row.split()[0] for row in rows[1:]] == names
+    assert f"{len(names)} model(s)" in result.stderr
+    assert "hrnet-w32_coco-256x192" in names
+
+
+def test_models_filtered_by_dataset():
+    result = cli("models", "--dataset", "ap10k")
+    assert result.exit_code == 0
+    rows = result.stdout.splitlines()[1:]
+    assert sorted(row.split()[0] for row in rows) == ["hrnet-w32_ap10k-256x256", "hrnet-w48_ap10k-256x256",
+                                                      "res101_ap10k-256x256", "res50_ap10k-256x256"]
+    assert all(row.split()[1] == "ap10k" for row in rows)
+    assert "4 model(s)" in result.stderr
+
+
+def test_fetch_downloads_the_recipes_file(tmp_path, monkeypatch):
+    """``fetch NAME`` (the command hub's offline message tells users to run) fetches the zoo entry's file."""
+    import poseapp.hub
+    from poseapp.zoo import get_recipe
+
+    calls = []
+
+    def fake_fetch(url, filename, sha256_prefix=None, *, name=None, **kw):
+        calls.append((url, filename, sha256_prefix, name))
+        return tmp_path / filename
+
+    monkeypatch.setattr(poseapp.hub, "fetch", fake_fetch)
+    result = cli("fetch", ARCH)
+    assert result.exit_code == 0, result.output
+    r = get_recipe(ARCH)
+    assert calls == [(r.url, r.filename, r.sha256_prefix, ARCH)]
+    assert result.stdout.strip() == str(tmp_path / r.filename)
+
+
+def test_fetch_errors(tmp_path, monkeypatch):
+    line = error_line(cli("fetch", "hrnet-w32_coco"))
+    assert "unknown model 'hrnet-w32_coco'" in line and "hrnet-w32_coco-256x192" in line
+    monkeypatch.setenv("POSEAPP_OFFLINE", "1")
+    monkeypatch.setenv("POSEAPP_HOME", str(tmp_path / "cache"))
+    line = error_line(cli("fetch", ARCH))
+    assert "is not in the cache (POSEAPP_OFFLINE is set)" in line and str(tmp_path / "cache") in line
+    assert not (tmp_path / "cache").exists()
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    """--help (of the group and of predict) in a real process: no torch, ultralytics or cv2 import."""
+    code = (
+        "import runpy, sys\n"
+        "for argv in (['infer.py', '--help'], ['infer.py', 'predict', '--help']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        runpy.run_path('infer.py', run_name='__main__')\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code in (0, None), e.code\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'ultralytics', 'cv2') if m in sys.modules))\n"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+    assert "--source" in proc.stdout and "models" in proc.stdout and "fetch" in proc.stdout
+    assert elapsed < 10  # python + click only (≈0.3 s when the machine is idle)
+
+
+def test_help_and_version_real_process():
+    proc = subprocess.run([sys.executable, "infer.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "predict" in proc.stdout and "models" in proc.stdout
+    from poseapp import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0 and __version__ in result.stdout
+
