@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.metadata
 import json
 import logging
 import os
@@ -283,11 +284,9 @@ def machine_info(device: str) -> dict[str, Any]:
         "load_avg_start": _loadavg(),
         "cpu_pressure_start": _cpu_pressure(),
     }
-    try:
-        import ultralytics
-
-        info["ultralytics"] = ultralytics.__version__
-    except ImportError:
+    try:  # the version without importing it: poseapp.detect sets ultralytics' quiet/offline env first
+        info["ultralytics"] = importlib.metadata.version("ultralytics")
+    except importlib.metadata.PackageNotFoundError:
         info["ultralytics"] = None
     return info
 

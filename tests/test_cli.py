@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import DATA, ROOT, needs_shared
+from conftest import DATA, ROOT, make_truncated_avi, needs_shared
 from poseapp.cli import main
+
+pytestmark = pytest.mark.usefixtures("reuse_loaded_models")
 
 ARCH = "hrnet-w32_coco-256x192"
 COCO = sorted((DATA / "coco").glob("*.jpg"))
@@ -30,34 +32,6 @@ DEMO_MP4 = DATA / "demo" / "demo.mp4"
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _reuse_loaded_models():
-    """Load each (checkpoint, options) once per module (≈3 s each); a miss calls the real create_model,
-    so its errors are unchanged. A test that must see no model load patches create_model itself."""
-    import torch
-
-    import poseapp.api
-
-    real, cache = poseapp.api.create_model, {}
-
-    def cached(model, **kw):
-        key = (str(model), tuple(sorted(kw.items())))
-        if key not in cache:
-            cache[key] = real(model, **kw)
-        return cache[key]
-
-    # One intra-op thread: when other processes share the 2 cores, torch's 2 OpenMP threads spin against
-    # them (measured 9.5 s a crop instead of 0.26 s); one thread is steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(poseapp.api, "create_model", cached)
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -175,19 +149,7 @@ def test_video_that_cannot_be_opened(tmp_path, no_model_load):
 def test_video_that_ends_early_keeps_what_was_processed(tmp_path, pose):
     """An AVI states its frame count in the header, so a truncated copy opens and then ends early
     (as in test_sources.py): the frames read are saved in a finalised mp4 and the JSONL, exit 1."""
-    cap = cv2.VideoCapture(str(DEMO_MP4))
-    writer = cv2.VideoWriter(str(tmp_path / "full.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (960, 540))
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        writer.write(image)
-        writer.write(image)
-    cap.release()
-    writer.release()
-    data = (tmp_path / "full.avi").read_bytes()
-    cut = tmp_path / "cut.avi"
-    cut.write_bytes(data[: len(data) // 2])
+    cut = make_truncated_avi(tmp_path)
     out = tmp_path / "out"
 
     result = cli("--source", cut, *pose, "--det-model", "none", "--json", "--out", out)

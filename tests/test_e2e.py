@@ -7,7 +7,7 @@ and that the CLI and the Python API agree.
 
 Speed (one torch thread, about 0.3 s a crop): each data set is ONE module-scoped CLI run that several tests
 inspect; videos and sequences keep one box a frame (``--max-det 1``); ``--no-flip`` everywhere; and the
-loaded estimator is shared by the CLI runs of this module (``_reuse_loaded_models``).
+loaded estimator is shared by the CLI runs of this module (``reuse_loaded_models`` in conftest).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from conftest import DATA, DETECTOR, needs_shared
 from poseapp.api import create_model  # the real one (the CLI runs below get a caching wrapper)
 from poseapp.cli import main
 
-pytestmark = needs_shared
+
+pytestmark = [needs_shared, pytest.mark.usefixtures("reuse_loaded_models")]
 
 ARCH = "hrnet-w32_coco-256x192"
 INPUT_SIZE = (192, 256)  # (w, h) of the recipe
@@ -48,34 +49,6 @@ IMAGE_SETS = {
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _reuse_loaded_models():
-    """The CLI calls ``poseapp.api.create_model`` on every run (≈3 s to load HRNet-W32): load each
-    (checkpoint, options) once per module. A miss calls the real function, so errors are unchanged."""
-    import torch
-
-    import poseapp.api
-
-    real, cache = poseapp.api.create_model, {}
-
-    def cached(model, **kw):
-        key = (str(model), tuple(sorted(kw.items())))
-        if key not in cache:
-            cache[key] = real(model, **kw)
-        return cache[key]
-
-    # One intra-op thread: when other processes share the 2 cores, torch's 2 OpenMP threads spin against
-    # them (measured 9.5 s a crop instead of 0.26 s); one thread is steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(poseapp.api, "create_model", cached)
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, needs_shared
+from conftest import DATA, make_truncated_avi, needs_shared
 from poseapp.errors import SourceError
 from poseapp.sources import IMAGE_EXTENSIONS, StreamSource, _jpeg_truncated, open_source
 
@@ -241,19 +241,7 @@ def test_video_capture_released_and_reiterable():
 @needs_shared
 def test_video_ending_early_is_recorded(tmp_path):
     """An AVI keeps its frame count in the header, so a truncated copy opens and ends early."""
-    cap = cv2.VideoCapture(str(DEMO_MP4))
-    writer = cv2.VideoWriter(str(tmp_path / "full.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (960, 540))
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        writer.write(image)
-        writer.write(image)
-    cap.release()
-    writer.release()
-    data = (tmp_path / "full.avi").read_bytes()
-    cut = tmp_path / "cut.avi"
-    cut.write_bytes(data[: len(data) // 2])
+    cut = make_truncated_avi(tmp_path)
     src, frames = _frames(cut)
     assert src.expected_frames == 10
     assert 0 < len(frames) < 10
