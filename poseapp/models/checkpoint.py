@@ -27,16 +27,19 @@ _OPTIONAL = ("num_batches_tracked",)  # BatchNorm fills it in when absent (very 
 
 
 def _numpy_safe_globals() -> list:
-    """The numpy globals a pickled ``ndarray`` needs, under NumPy 1.x and 2.x names."""
+    """The numpy globals a pickled ``ndarray`` or numpy scalar needs, under NumPy 1.x and 2.x names."""
     import numpy as np
 
     core = getattr(np, "_core", None) or np.core
     reconstruct = core.multiarray._reconstruct
+    scalar = core.multiarray.scalar  # numpy scalars (np.float32(...)) a meta dict may hold
     allowed: list = [
         np.ndarray,
         np.dtype,
         (reconstruct, "numpy.core.multiarray._reconstruct"),
         (reconstruct, "numpy._core.multiarray._reconstruct"),
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
     ]
     dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25 pickles some dtypes by their class
     for name in ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64DType", "UInt8DType",
