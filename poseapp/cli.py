@@ -176,7 +176,7 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> di
     from poseapp.draw import draw
     from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter
 
-    stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "written": [], "start": time.perf_counter()}
+    stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "start": time.perf_counter()}
     save_media = out is not None and not opts["no_save"]
     meta = {"model": pipeline.estimator.recipe.name}
     with ExitStack() as stack:
@@ -208,7 +208,7 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> di
                                  thickness=opts["thickness"], draw_bbox=opts["draw_bbox"])
             if media is not None:
                 if source.kind == "images":
-                    stats["written"].append(media.write(result.frame, annotated))
+                    media.write(result.frame, annotated)
                 else:
                     media.write(annotated)
             if json_sink is not None:
@@ -231,8 +231,10 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
     elapsed = time.perf_counter() - stats["start"]
     frames, people = stats["frames"], stats["instances"]
     crops_per_s = people / stats["pose_time"] if stats["pose_time"] > 0 else 0.0
-    click.echo(f"{model}: {frames} frame(s), {people} instance(s) in {elapsed:.1f}s "
-               f"({frames / elapsed if elapsed else 0:.1f} frames/s, pose {crops_per_s:.1f} crops/s)", err=True)
+    det_ms = 1000 * stats["det_time"] / frames if frames else 0.0
+    click.echo(f"{source.spec} ({source.kind}) with {model}: {frames} frame(s), {people} instance(s) in "
+               f"{elapsed:.1f}s ({frames / elapsed if elapsed else 0:.2f} frames/s; detector {det_ms:.0f} ms/frame, "
+               f"pose {crops_per_s:.1f} crops/s)", err=True)
     if out is not None:
         click.echo(f"results saved to {out}", err=True)
     if source.failures:
