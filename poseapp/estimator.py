@@ -156,6 +156,13 @@ class TopDownEstimator:
             return np.zeros((0, k, h, w), np.float32)
         return np.concatenate(out)
 
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(M, K_all, H, W) heatmaps -> keypoints (M, K, 2) in crop pixels, scores (M, K), for the output set."""
+        if self.recipe.keypoint_range is not None:
+            start, stop = self.recipe.keypoint_range
+            heatmaps = heatmaps[:, start:stop]
+        return self.codec.decode(heatmaps)
+
     # -------------------------------------------------------------- public
 
     def __call__(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -169,11 +176,7 @@ class TopDownEstimator:
             per image, (keypoints (N_i, K, 2) image pixels, scores (N_i, K)).
         """
         crops = make_crops(images, boxes, self.recipe)
-        heatmaps = self.forward(crops.pixels)
-        if self.recipe.keypoint_range is not None:
-            start, stop = self.recipe.keypoint_range
-            heatmaps = heatmaps[:, start:stop]
-        keypoints, scores = self.codec.decode(heatmaps)
+        keypoints, scores = self.decode(self.forward(crops.pixels))
         if self.recipe.warp == "hrnet":
             keypoints = geometry.hrnet_crop_to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
         else:

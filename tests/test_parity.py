@@ -68,15 +68,12 @@ def _sensitivity(estimator, images, boxes) -> np.ndarray:
 
     crops = make_crops(images, boxes, estimator.recipe)
     heatmaps = estimator.forward(crops.pixels)
-    if estimator.recipe.keypoint_range is not None:
-        a, b = estimator.recipe.keypoint_range
-        heatmaps = heatmaps[:, a:b]
-    base, _ = estimator.codec.decode(heatmaps)
+    base, _ = estimator.decode(heatmaps)
     rng = np.random.default_rng(0)
     worst = np.zeros(base.shape[:2])
     for _ in range(3):
         noisy = (heatmaps * (1 + 1e-6 * rng.standard_normal(heatmaps.shape))).astype(np.float32)
-        moved, _ = estimator.codec.decode(noisy)
+        moved, _ = estimator.decode(noisy)
         worst = np.maximum(worst, np.abs(moved - base).max(-1))
     # crop pixels -> image pixels: the crop is scaled by scale / input_size
     if estimator.recipe.warp == "hrnet":
@@ -170,11 +167,7 @@ def test_decode_of_reference_outputs(name, flip, parity_models):
     hm = torch.from_numpy(fx["raw_heatmaps"][None])
     if flip:
         hm = (hm + estimator._flip_back(torch.from_numpy(fx["raw_heatmaps_flipinput"][None]))) * 0.5
-    hm = hm.numpy()
-    if estimator.recipe.keypoint_range is not None:
-        a, b = estimator.recipe.keypoint_range
-        hm = hm[:, a:b]
-    kp, sc = estimator.codec.decode(hm)
+    kp, sc = estimator.decode(hm.numpy())
     kp = geometry.crop_to_image(kp, fx["input_center"][:1], fx["input_scale"][:1], estimator.recipe.input_size)
     ref_kp, ref_sc, _ = _reference(fx, flip, estimator.recipe)
     np.testing.assert_allclose(kp, ref_kp[:1], atol=1e-5, rtol=0)
