@@ -76,6 +76,14 @@ def _temp_path(path: Path, suffix: str = ".tmp") -> Path:
     return Path(name)
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file onto its final name (OutputError naming ``path`` if that fails)."""
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _output_error(path, e) from e
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``write(file)`` on a temporary file in the same folder, then rename.
 
@@ -252,10 +260,7 @@ class VideoWriter:
             self.temp_path.unlink(missing_ok=True)
             logger.warning("%s: no frames written, no video saved", self.path)
             return
-        try:
-            os.replace(self.temp_path, self.path)
-        except OSError as e:
-            raise _output_error(self.path, e) from e
+        _publish(self.temp_path, self.path)
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -361,10 +366,7 @@ class JsonlWriter:
             return
         self._file.close()
         self._file = None
-        try:
-            os.replace(self.temp_path, self.path)
-        except OSError as e:
-            raise _output_error(self.path, e) from e
+        _publish(self.temp_path, self.path)
 
     def __enter__(self) -> "JsonlWriter":
         return self

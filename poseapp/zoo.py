@@ -16,21 +16,6 @@ from poseapp.errors import suggest
 
 _TABLE = Path(__file__).with_name("zoo.json")
 
-#: codec name -> what it is (for ``models info`` and --help)
-CODECS = {
-    "msra": "MSRA heatmap: argmax + quarter-pixel shift",
-    "dark": "MSRA heatmap with DARK (distribution-aware) refinement",
-    "udp": "UDP heatmap: UDP warp + DARK-UDP refinement",
-    "hrnet": "HRNet-repo heatmap decoding (sithu31296/pose-estimation)",
-}
-#: crop convention -> what it is
-WARPS = {
-    "mmpose": "MMPose box padding, aspect fix and standard affine warp",
-    "mmpose-udp": "MMPose box padding, aspect fix and UDP affine warp",
-    "hrnet": "HRNet-repo centre/scale (pixel_std 200) and warp, ToTensor + Normalize",
-}
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How a published model is used.
@@ -43,8 +28,10 @@ class Recipe:
         num_keypoints: channels the network outputs.
         input_size: (w, h) of the model input.
         heatmap_size: (W, H) of the output heatmaps.
-        codec: key of CODECS.
-        warp: key of WARPS.
+        codec: ``msra`` (argmax + quarter-pixel shift), ``dark`` (MSRA with DARK refinement), ``udp``
+            (UDP heatmap, DARK-UDP refinement) or ``hrnet`` (the HRNet repo's decoding).
+        warp: ``mmpose`` (standard affine), ``mmpose-udp`` (UDP affine) or ``hrnet`` (the HRNet repo's
+            centre/scale, warp and ToTensor + Normalize).
         bbox_padding: box enlargement before the aspect fix (1.25, or 0.8 for Locust/Zebra).
         flip_test: average with the horizontally flipped crop (the published configs' default).
         shift_heatmap: shift the flipped heatmap one pixel right before averaging.

@@ -40,9 +40,7 @@ TOL = 1e-3
 
 
 def _inputs(fx: dict) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    images = []
-    for rel, sha in zip(fx["images"], fx["image_sha256"]):
-        images.append(cv2.imread(str(DATA / rel), cv2.IMREAD_COLOR))
+    images = [cv2.imread(str(DATA / rel), cv2.IMREAD_COLOR) for rel in fx["images"]]
     boxes = [fx["bboxes"][fx["instance_image"] == i] for i in range(len(images))]
     return images, boxes
 
