@@ -89,7 +89,7 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
     device = resolve_device(device)
     if half and not device.startswith("cuda"):
         raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
-    network = build_model(recipe.arch, recipe.num_keypoints)
+    network = build_model(recipe.arch, recipe.num_keypoints, recipe.input_size)
     load_weights(network, path)
     return TopDownEstimator(network, recipe, device=device, half=half, batch_size=batch_size, flip_test=flip_test)
 

@@ -72,7 +72,7 @@ def loaded(checkpoints):
     def get(name: str) -> torch.nn.Module:
         if name not in cache:
             arch, k, layout = CASES[name]
-            model = build_model(arch, k)
+            model = build_model(arch, k, fixture_input_size(name))
             load_weights(model, checkpoints[name, layout, False])
             cache[name] = model
         return cache[name]
@@ -80,10 +80,16 @@ def loaded(checkpoints):
     return get
 
 
-def meta_model(arch: str, k: int) -> torch.nn.Module:
+def meta_model(arch: str, k: int, input_size: tuple[int, int] = (192, 256)) -> torch.nn.Module:
     """A model without storage (shapes and keys only): for tests that never run or fill it."""
     with torch.device("meta"):
-        return build_model(arch, k)
+        return build_model(arch, k, input_size)
+
+
+def fixture_input_size(name: str) -> tuple[int, int]:
+    """The (w, h) model input of parity fixture ``name``."""
+    w, h = (int(v) for v in load_fixture(name)["input_size"])
+    return w, h
 
 
 # ------------------------------------------------------------------------------------ registry, shapes
@@ -98,7 +104,7 @@ def test_unknown_arch_suggests_close_names():
 
 def test_duplicate_registration_raises():
     with pytest.raises(ValueError, match="already registered"):
-        register_arch("resnet50")(lambda k: torch.nn.Identity())
+        register_arch("resnet50")(lambda k, size: torch.nn.Identity())
     assert "resnet50" in available_archs()
 
 
@@ -132,7 +138,7 @@ def test_state_dict_keys_match_the_manifest(name):
     manifest = PARITY / "manifests" / (f"{name}.json" if layout == "sithu" else f"{name}.1x.json")
     entries = json.loads(manifest.read_text())["entries"]
     want = adapt_state_dict({key: torch.empty(shape, device="meta") for key, shape, *_ in entries})
-    ours = meta_model(arch, k).state_dict()
+    ours = meta_model(arch, k, fixture_input_size(name)).state_dict()
     assert list(ours) == list(want)  # same keys, same order
     assert all(ours[key].shape == want[key].shape for key in want)
 
@@ -147,21 +153,36 @@ def test_deeper_resnets_have_mmpose_stage_depths(arch, blocks):
 
 
 # ----------------------------------------------------------------------------------------------- parity
+def reference_outputs(fx: dict, suffix: str = "") -> list[np.ndarray]:
+    """The fixture's raw head outputs for the first instance (``suffix="_flipinput"``: mirrored input):
+    heatmaps, regression, or the SimCC/SimDR x and y vectors."""
+    for keys in (["raw_heatmaps"], ["raw_regression"], ["raw_simcc_x", "raw_simcc_y"], ["raw_simdr_x", "raw_simdr_y"]):
+        if keys[0] + suffix in fx:
+            return [fx[k + suffix] for k in keys]
+    raise KeyError(f"fixture {fx['name']} has no raw outputs{suffix}")
+
+
+def as_list(out) -> list[np.ndarray]:
+    """A model output (tensor, or tuple of tensors for SimCC) as a list of numpy arrays."""
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+
 @needs_shared
 @pytest.mark.parametrize("name", list(CASES))
-def test_raw_heatmaps_match_reference(name, loaded):
+def test_raw_outputs_match_reference(name, loaded):
     fx = load_fixture(name)
     model = loaded(name)
     sithu = CASES[name][2] == "sithu"
     x = sithu_input(fx["crop0"]) if sithu else mmpose_input(fx["crop0"])
-    if "input_size" in fx:
-        assert (x.shape[3], x.shape[2]) == tuple(int(v) for v in fx["input_size"])  # (w, h)
+    assert (x.shape[3], x.shape[2]) == tuple(int(v) for v in fx["input_size"])  # (w, h)
     batch = x if sithu else torch.cat([x, x.flip(-1)])
     with torch.inference_mode():
-        out = model(batch).numpy()
-    assert_maps_close(out[0], fx["raw_heatmaps"])
+        out = as_list(model(batch))
+    for ours, ref in zip(out, reference_outputs(fx), strict=True):
+        assert_maps_close(ours[0], ref)
     if not sithu:
-        assert_maps_close(out[1], fx["raw_heatmaps_flipinput"])
+        for ours, ref in zip(out, reference_outputs(fx, "_flipinput"), strict=True):
+            assert_maps_close(ours[1], ref)
 
 
 @needs_shared
@@ -171,7 +192,7 @@ def test_raw_heatmaps_match_reference(name, loaded):
 )
 def test_other_layouts_load_the_same_tensors(name, layout, numpy_meta, loaded, checkpoints):
     arch, k, _ = CASES[name]
-    model = build_model(arch, k)
+    model = build_model(arch, k, fixture_input_size(name))
     meta = load_weights(model, checkpoints[name, layout, numpy_meta])
     if numpy_meta:
         assert isinstance(meta["dataset_meta"]["sigmas"], np.ndarray)

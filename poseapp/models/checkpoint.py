@@ -19,7 +19,9 @@ from poseapp.errors import CheckpointError
 
 _RENAMES = (  # (old prefix, new prefix), applied in order to each key
     ("keypoint_head.", "head."),  # MMPose 0.x
-    ("final_layer.", "head.final_layer."),  # HRNet repo / sithu31296 PoseHRNet
+    ("final_layer.", "head.final_layer."),  # HRNet repo / sithu31296 PoseHRNet and SimDR
+    ("mlp_head_x.", "head.mlp_head_x."),  # sithu31296 SimDR's 1-D heads
+    ("mlp_head_y.", "head.mlp_head_y."),
 )
 _DROP_PREFIXES = ("data_preprocessor.",)  # MMPose 1.x buffers (mean/std), not weights
 _TRAINING_ONLY = ("loss", "loss_module")  # key components of training-only modules (RLE flow)
@@ -91,8 +93,8 @@ def adapt_state_dict(
     """Rename/drop keys of a foreign checkpoint so that they match our (MMPose 1.x) names.
 
     Strips ``module.``; drops ``data_preprocessor.*`` and training-only ``*.loss.*`` / ``*.loss_module.*``;
-    renames ``keypoint_head.`` -> ``head.`` (MMPose 0.x) and a top-level ``final_layer.`` ->
-    ``head.final_layer.`` (HRNet repo, sithu31296). ``model`` is the target (timm filter signature; the
+    renames ``keypoint_head.`` -> ``head.`` (MMPose 0.x) and a top-level ``final_layer.`` /
+    ``mlp_head_{x,y}.`` -> ``head.…`` (HRNet repo, sithu31296 PoseHRNet and SimDR). ``model`` is the target (timm filter signature; the
     current rules do not depend on it). Returns a new OrderedDict; the input is not modified.
     """
     out: OrderedDict[str, torch.Tensor] = OrderedDict()

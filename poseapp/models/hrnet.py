@@ -179,10 +179,10 @@ def hrnet_heatmap(width: str, num_keypoints: int) -> TopdownModel:
 
 
 @register_arch("hrnet-w32")
-def hrnet_w32(num_keypoints: int) -> TopdownModel:
+def hrnet_w32(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
     return hrnet_heatmap("w32", num_keypoints)
 
 
 @register_arch("hrnet-w48")
-def hrnet_w48(num_keypoints: int) -> TopdownModel:
+def hrnet_w48(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
     return hrnet_heatmap("w48", num_keypoints)

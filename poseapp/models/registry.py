@@ -13,7 +13,7 @@ from torch import nn
 
 from poseapp.errors import suggest
 
-Builder = Callable[[int], nn.Module]
+Builder = Callable[[int, tuple[int, int]], nn.Module]
 
 _ARCHS: dict[str, Builder] = {}
 
@@ -35,7 +35,11 @@ class TopdownModel(nn.Module):
 
 
 def register_arch(name: str) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder(num_keypoints) -> nn.Module`` under ``name``; a duplicate raises."""
+    """Decorator registering ``builder(num_keypoints, input_size) -> nn.Module`` under ``name``.
+
+    ``input_size`` is the model input (w, h): heads whose weights depend on it (SimCC/RTMCC vectors,
+    flattened feature maps) read it; the others ignore it. A duplicate name raises.
+    """
 
     def decorate(builder: Builder) -> Builder:
         if name in _ARCHS:
@@ -51,8 +55,9 @@ def available_archs() -> list[str]:
     return sorted(_ARCHS)
 
 
-def build_model(arch: str, num_keypoints: int) -> nn.Module:
-    """Build the network ``arch`` with ``num_keypoints`` outputs, randomly initialised, in eval() mode.
+def build_model(arch: str, num_keypoints: int, input_size: tuple[int, int] = (192, 256)) -> nn.Module:
+    """Build the network ``arch`` with ``num_keypoints`` outputs for (w, h) ``input_size`` inputs,
+    randomly initialised, in eval() mode.
 
     Raises UnknownNameError (with close names) for an unknown ``arch``.
     """
@@ -60,4 +65,5 @@ def build_model(arch: str, num_keypoints: int) -> nn.Module:
         raise suggest(arch, available_archs(), "architecture")
     if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, int) or num_keypoints < 1:
         raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
-    return _ARCHS[arch](num_keypoints).eval()
+    w, h = (int(v) for v in input_size)
+    return _ARCHS[arch](num_keypoints, (w, h)).eval()

@@ -139,15 +139,15 @@ def simple_baseline(depth: int, num_keypoints: int) -> TopdownModel:
 
 
 @register_arch("resnet50")
-def resnet50(num_keypoints: int) -> TopdownModel:
+def resnet50(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
     return simple_baseline(50, num_keypoints)
 
 
 @register_arch("resnet101")
-def resnet101(num_keypoints: int) -> TopdownModel:
+def resnet101(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
     return simple_baseline(101, num_keypoints)
 
 
 @register_arch("resnet152")
-def resnet152(num_keypoints: int) -> TopdownModel:
+def resnet152(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
     return simple_baseline(152, num_keypoints)
