@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PARITY, SHARED, load_fixture, needs_shared
+from conftest import PARITY, SHARED, load_fixture, needs_shared, raw_reference
 from poseapp.errors import CheckpointError, UnknownNameError
 from poseapp.models import adapt_state_dict, available_archs, build_model, load_weights, read_checkpoint, register_arch
 from poseapp.models.checkpoint import check_state_dict
@@ -28,8 +28,20 @@ CASES = {
     "locust_res50_hm": ("resnet50", 35, "1x"),
     "deepfashion2-lsdress_res50_hm": ("resnet50", 294, "1x"),
     "sithu_posehrnet-w32": ("hrnet-w32", 17, "sithu"),
+    "coco_res50_deeppose": ("resnet50-deeppose", 17, "1x"),
+    "wflw_res50_reg": ("resnet50-deeppose", 98, "1x"),
+    "coco_res50_rle": ("resnet50-rle", 17, "1x"),
+    "mpii_res50_rle": ("resnet50-rle", 16, "1x"),
+    "coco_mobilenetv2_rle": ("mobilenetv2-rle", 17, "1x"),
+    "coco_simcc_res50": ("resnet50-simcc", 17, "1x"),
+    "coco_rtmpose-m": ("rtmpose-m", 17, "1x"),
+    "body8_rtmpose-m": ("rtmpose-m", 17, "1x"),
+    "ap10k_cspnext-m_udp": ("cspnext-m", 17, "1x"),
+    "sithu_simdr-w32": ("simdr-w32", 17, "sithu"),
 }
 MMPOSE_CASES = [name for name, (_, _, layout) in CASES.items() if layout == "1x"]
+# fixtures whose weights also exist in the MMPose 0.x layout (CSPNeXt and SimCC heads are 1.x only)
+OLD_LAYOUT_CASES = [name for name in MMPOSE_CASES if (PARITY / "manifests" / f"{name}.0x.json").is_file()]
 
 
 def mmpose_input(crop: np.ndarray) -> torch.Tensor:
@@ -58,7 +70,7 @@ def checkpoints(make_checkpoint) -> dict[tuple[str, str, bool], Path]:
     """Every checkpoint this module needs, (name, layout, numpy_meta) -> path, regenerated two at a time
     (each regeneration is a ~3 s subprocess, mostly importing torch)."""
     wanted = [(name, layout, False) for name, (_, _, layout) in CASES.items()]
-    wanted += [(name, "0x", False) for name in MMPOSE_CASES] + [("coco_res50_hm", "1x", True)]
+    wanted += [(name, "0x", False) for name in OLD_LAYOUT_CASES] + [("coco_res50_hm", "1x", True)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         paths = list(pool.map(lambda key: make_checkpoint(*key), wanted))
     return dict(zip(wanted, paths))
@@ -153,15 +165,6 @@ def test_deeper_resnets_have_mmpose_stage_depths(arch, blocks):
 
 
 # ----------------------------------------------------------------------------------------------- parity
-def reference_outputs(fx: dict, suffix: str = "") -> list[np.ndarray]:
-    """The fixture's raw head outputs for the first instance (``suffix="_flipinput"``: mirrored input):
-    heatmaps, regression, or the SimCC/SimDR x and y vectors."""
-    for keys in (["raw_heatmaps"], ["raw_regression"], ["raw_simcc_x", "raw_simcc_y"], ["raw_simdr_x", "raw_simdr_y"]):
-        if keys[0] + suffix in fx:
-            return [fx[k + suffix] for k in keys]
-    raise KeyError(f"fixture {fx['name']} has no raw outputs{suffix}")
-
-
 def as_list(out) -> list[np.ndarray]:
     """A model output (tensor, or tuple of tensors for SimCC) as a list of numpy arrays."""
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
@@ -178,17 +181,17 @@ def test_raw_outputs_match_reference(name, loaded):
     batch = x if sithu else torch.cat([x, x.flip(-1)])
     with torch.inference_mode():
         out = as_list(model(batch))
-    for ours, ref in zip(out, reference_outputs(fx), strict=True):
+    for ours, ref in zip(out, raw_reference(fx), strict=True):
         assert_maps_close(ours[0], ref)
     if not sithu:
-        for ours, ref in zip(out, reference_outputs(fx, "_flipinput"), strict=True):
+        for ours, ref in zip(out, raw_reference(fx, "_flipinput"), strict=True):
             assert_maps_close(ours[1], ref)
 
 
 @needs_shared
 @pytest.mark.parametrize(
     "name, layout, numpy_meta",
-    [(n, "0x", False) for n in MMPOSE_CASES] + [("coco_res50_hm", "1x", True)],
+    [(n, "0x", False) for n in OLD_LAYOUT_CASES] + [("coco_res50_hm", "1x", True)],
 )
 def test_other_layouts_load_the_same_tensors(name, layout, numpy_meta, loaded, checkpoints):
     arch, k, _ = CASES[name]
@@ -219,6 +222,41 @@ def test_read_checkpoint_unwraps(checkpoints):
 
 
 # ----------------------------------------------------------------------------------------------- errors
+MISMATCHES = [  # (fixture whose checkpoint is given, zoo recipe chosen, what the message says it holds)
+    ("coco_res50_rle", "res50-deeppose_coco-256x192", "an RLE regression head for 17 keypoints"),
+    ("coco_res50_hm", "res50_animalpose-256x256", "a heatmap head for 17 keypoints"),
+    ("coco_rtmpose-m", "simcc-res50_coco-256x192", "an RTMCC (RTMPose SimCC) head for 17 keypoints"),
+    ("coco_res50_deeppose", "res50-deeppose_mpii-256x256", "a regression head with 34 outputs"),
+]
+
+
+@needs_shared
+@pytest.mark.parametrize("fixture, recipe, holds", MISMATCHES, ids=[m[1] for m in MISMATCHES])
+def test_checkpoint_recipe_mismatch_names_both(fixture, recipe, holds, checkpoints):
+    """One line naming the file and what it holds, and the recipe and what it needs: through the API and
+    the CLI (exit 2, no traceback)."""
+    from click.testing import CliRunner
+
+    from poseapp.api import create_model
+    from poseapp.cli import main
+    from poseapp.zoo import get_recipe
+
+    path = checkpoints[fixture, "1x", False]
+    r = get_recipe(recipe)
+    with pytest.raises(CheckpointError) as err:
+        create_model(path, arch=recipe, device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"checkpoint {path} ({holds}" in msg
+    assert f"does not fit {recipe} ({r.arch}, {r.num_keypoints} keypoints)" in msg
+    result = CliRunner().invoke(main, ["--source", str(PARITY / ".." / "data" / "coco" / "000000000785.jpg"),
+                                       "--pose-model", str(path), "--pose-arch", recipe, "--no-save",
+                                       "--det-model", "none", "--device", "cpu"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and recipe in lines[0] and holds in lines[0]
+
+
 @needs_shared
 def test_keypoint_count_mismatch_is_a_one_line_error(checkpoints):
     path = checkpoints["coco_res50_hm", "1x", False]
@@ -325,3 +363,138 @@ def test_numpy_meta_loads_under_numpy_1_and_2_names(tmp_path):
         assert torch.equal(sd["a"], torch.ones(2))
         np.testing.assert_array_equal(got["dataset_meta"]["colors"], meta["dataset_meta"]["colors"])
         assert got["dataset_meta"]["sigmas"].dtype == np.float32
+
+
+# ------------------------------------------------------------------------------------ regression models
+REGRESSION_ARCHS = {  # arch -> (backbone channels, values per keypoint, deepest ResNet block key or None)
+    "resnet50-deeppose": (2048, 2, "backbone.layer3.5.conv3.weight"),
+    "resnet101-deeppose": (2048, 2, "backbone.layer3.22.conv3.weight"),
+    "resnet152-deeppose": (2048, 2, "backbone.layer3.35.conv3.weight"),
+    "resnet50-rle": (2048, 4, "backbone.layer3.5.conv3.weight"),
+    "resnet101-rle": (2048, 4, "backbone.layer3.22.conv3.weight"),
+    "resnet152-rle": (2048, 4, "backbone.layer3.35.conv3.weight"),
+    "mobilenetv2-rle": (1280, 4, None),
+}
+
+
+@pytest.mark.parametrize("arch", list(REGRESSION_ARCHS))
+def test_regression_archs_shapes(arch):
+    """Shapes only, on the meta device: (N, K, 2) DeepPose / (N, K, 4) RLE for any input size."""
+    channels, values, deepest = REGRESSION_ARCHS[arch]
+    model = meta_model(arch, 7, (288, 384))
+    sd = model.state_dict()
+    assert sd["head.fc.weight"].shape == (7 * values, channels) and list(sd)[-2:] == ["head.fc.weight", "head.fc.bias"]
+    assert not any("loss" in key for key in sd)  # the RLE flow model is training-only
+    if deepest:
+        assert deepest in sd
+    with torch.inference_mode():
+        out = model(torch.empty(2, 3, 384, 288, device="meta"))
+    assert out.shape == (2, 7, values)
+
+
+def test_rle_head_returns_sigma_logits_after_global_average_pooling():
+    from poseapp.models.heads import RegressionHead, RLEHead
+
+    head = RLEHead(3, 2)
+    with torch.no_grad():
+        head.fc.weight.zero_()
+        head.fc.weight[:, 0] = 1.0  # every output = mean of channel 0 + bias
+        head.fc.bias.copy_(torch.tensor([0.1, 0.2, -3.0, -4.0, 0.3, 0.4, -5.0, 2.0]))
+    feats = torch.zeros(1, 3, 4, 6)
+    feats[0, 0, :2] = 2.0  # channel-0 mean = 2 * 12 / 24 = 1.0
+    out = head((torch.randn(1, 5, 8, 12), feats))  # uses the last feature map only
+    want = torch.tensor([[[1.1, 1.2, -2.0, -3.0], [1.3, 1.4, -4.0, 3.0]]])
+    torch.testing.assert_close(out, want)  # no sigmoid: negative sigma logits stay negative
+    assert RegressionHead(3, 2)((feats,)).shape == (1, 2, 2)
+
+
+def test_mobilenetv2_stage_widths_strides_and_relu6():
+    from poseapp.models.mobilenetv2 import MobileNetV2, make_divisible
+
+    assert [make_divisible(v, 8) for v in (32, 16 * 0.5, 24 * 0.75, 4, 11)] == [32, 8, 24, 8, 16]
+    backbone = MobileNetV2(out_indices=tuple(range(8))).eval()
+    with torch.inference_mode():
+        outs = backbone(torch.randn(1, 3, 64, 64))
+    widths = [o.shape[1] for o in outs]
+    strides = [64 // o.shape[2] for o in outs]
+    assert widths == [16, 24, 32, 64, 96, 160, 320, 1280] and strides == [2, 4, 8, 16, 16, 32, 32, 32]
+    assert 0.0 <= float(outs[-1].min()) and float(outs[-1].max()) <= 6.0  # ReLU6 after the last conv
+    assert len(backbone.layer1[0].conv) == 2 and len(backbone.layer2[0].conv) == 3  # expand ratio 1: no 1x1 expand
+
+
+# --------------------------------------------------------------------------------- SimCC / RTMPose / SimDR
+def zoo_facts(prefix: str) -> list[dict]:
+    """The ../shared/zoo/zoo_facts.json entries whose name starts with ``prefix``."""
+    zoo = json.loads((SHARED / "zoo" / "zoo_facts.json").read_text())
+    return [entry for entry in zoo if entry["name"].startswith(prefix)]
+
+
+@needs_shared
+@pytest.mark.parametrize("size", ["t", "s", "m", "l"])
+def test_rtmpose_shapes_follow_the_zoo_configs(size):
+    """Meta device: backbone widths/depths and head sizes are the ones the RTMPose-size config implies."""
+    (entry,) = zoo_facts(f"rtmpose-{size}_coco")
+    backbone, head = entry["backbone"], entry["head"]
+    deepen, widen = backbone["deepen_factor"], backbone["widen_factor"]
+    model = meta_model(f"rtmpose-{size}", 17, tuple(entry["input_size"]))
+    sd = model.state_dict()
+    assert sd["backbone.stem.0.conv.weight"].shape == (int(64 * widen // 2), 3, 3, 3)
+    for stage, blocks in enumerate((3, 6, 6, 3), start=1):
+        n = max(round(blocks * deepen), 1)
+        csp = f"backbone.stage{stage}.{2 if stage == 4 else 1}"
+        assert f"{csp}.blocks.{n - 1}.conv2.depthwise_conv.conv.weight" in sd
+        assert f"{csp}.blocks.{n}.conv1.conv.weight" not in sd
+    k = head["final_layer_kernel_size"]
+    assert sd["head.final_layer.weight"].shape == (17, head["in_channels"], k, k)
+    fw, fh = head["in_featuremap_size"]
+    hidden = head["gau_cfg"]["hidden_dims"]
+    assert sd["head.mlp.1.weight"].shape == (hidden, fw * fh)
+    assert sd["head.gau.uv.weight"].shape == (2 * 2 * hidden + head["gau_cfg"]["s"], hidden)
+    (w, h), ratio = head["input_size"], head["simcc_split_ratio"]
+    sx, sy = int(w * ratio), int(h * ratio)
+    assert sd["head.cls_x.weight"].shape == (sx, hidden) and sd["head.cls_y.weight"].shape == (sy, hidden)
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.eps == 1e-5 for m in bns)  # the configs' SyncBN, not mmdet's default eps 1e-3
+
+
+@pytest.mark.parametrize("arch, feature, flat", [
+    ("rtmpose-m", "head.mlp.1.weight", 9 * 12),  # stride-32 backbone map
+    ("resnet50-simcc", "head.mlp_head_x.weight", 72 * 96),  # stride 32, then three x2 deconvs
+    ("simdr-w32", "head.mlp_head_x.weight", 72 * 96),  # HRNet's stride-4 map
+])
+def test_simcc_sizes_follow_the_input_size(arch, feature, flat):
+    """A 288x384 (w, h) model: 576 / 768 bins, and the flattened maps its size implies."""
+    model = meta_model(arch, 5, (288, 384))
+    assert model.state_dict()[feature].shape[-1] == flat
+    with torch.inference_mode():
+        x, y = model(torch.empty(2, 3, 384, 288, device="meta"))
+    assert x.shape == (2, 5, 576) and y.shape == (2, 5, 768)
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["simdr-w32", "simdr-w48", "sa-simdr-w48"])
+def test_sithu_simdr_zoo_entries_fit_simdr(name):
+    """sithu's SA-SimDR checkpoint is a SimDR-W48 network (same keys and shapes; only its training differs)."""
+    (entry,) = zoo_facts(f"{name}_coco")
+    head = entry["head"]
+    arch = f"simdr-w{entry['backbone']['width']}"
+    sd = meta_model(arch, head["out_channels"], tuple(entry["input_size"])).state_dict()
+    assert sd["head.final_layer.weight"].shape == (head["out_channels"], head["in_channels"], 1, 1)
+    assert sd["head.mlp_head_x.weight"].shape == (head["x_bins"], head["flatten_dim"])
+    assert sd["head.mlp_head_y.weight"].shape == (head["y_bins"], head["flatten_dim"])
+
+
+def test_rtmpose_t_runs_and_channel_attention_is_hard_sigmoid():
+    from poseapp.models.cspnext import ChannelAttention
+
+    model = build_model("rtmpose-t", 3, (64, 96))
+    with torch.inference_mode():
+        x, y = model(torch.randn(1, 3, 96, 64))
+    assert x.shape == (1, 3, 128) and y.shape == (1, 3, 192) and x.dtype == torch.float32
+    attention = ChannelAttention(2)
+    with torch.no_grad():
+        attention.fc.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+        attention.fc.bias.zero_()
+    feats = torch.tensor([1.5, 4.0]).view(1, 2, 1, 1)
+    # relu6(x + 3) / 6: 1.5 -> 0.75, 4.0 -> 1.0 (a logistic sigmoid would give 0.82 and 0.98)
+    torch.testing.assert_close(attention(feats).flatten(), torch.tensor([1.5 * 0.75, 4.0]))

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 from . import hrnet, resnet  # noqa: F401  (register the architectures)
+from . import mobilenetv2  # noqa: F401  (MobileNetV2 + RLE)
+from . import cspnext, simcc_heads  # noqa: F401  (RTMPose, CSPNeXt, SimCC and SimDR architectures)
 from .checkpoint import adapt_state_dict, load_weights, read_checkpoint
 from .registry import available_archs, build_model, register_arch
 

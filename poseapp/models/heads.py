@@ -1,4 +1,5 @@
-"""Pose heads. Parameter names follow MMPose 1.x (``head.deconv_layers.*``, ``head.final_layer.*``).
+"""Pose heads. Parameter names follow MMPose 1.x (``head.deconv_layers.*``, ``head.final_layer.*``,
+``head.fc.*``).
 
 Every head takes the backbone's tuple of feature maps and uses the last one.
 """
@@ -69,3 +70,54 @@ def _deconv_layers(in_channels: int, out_channels: Sequence[int], kernel_sizes: 
         ]
         in_channels = channels
     return nn.Sequential(*layers)
+
+
+
+class _PooledLinearHead(nn.Module):
+    """MMPose's ``GlobalAveragePooling`` neck + one ``fc`` layer: the shared body of the regression heads.
+
+    The neck has no parameters, so it lives here: global average pooling of the last feature map,
+    then ``fc`` = Linear(in_channels, K * values_per_keypoint), reshaped to (N, K, values_per_keypoint).
+    """
+
+    values_per_keypoint: int
+
+    def __init__(self, in_channels: int, num_keypoints: int) -> None:
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.fc = nn.Linear(in_channels, num_keypoints * self.values_per_keypoint)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """feats: tuple whose last item is (N, C, h, w) -> (N, K, values_per_keypoint)."""
+        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(feats[-1], 1), 1)  # the GAP neck: (N, C)
+        return self.fc(pooled).reshape(-1, self.num_keypoints, self.values_per_keypoint)
+
+
+class RegressionHead(_PooledLinearHead):
+    """MMPose ``RegressionHead`` (DeepPose), with the GAP neck its configs put before it.
+
+    Args:
+        in_channels: channels of the backbone's last feature map (ResNet-50+: 2048).
+        num_keypoints: number of keypoints K.
+
+    Input: tuple of feature maps, the last (N, in_channels, h, w). Output: (N, K, 2), normalised
+    [x, y] (1.0 = the crop's width / height; unbounded for untrained weights).
+    """
+
+    values_per_keypoint = 2
+
+
+class RLEHead(_PooledLinearHead):
+    """MMPose ``RLEHead`` (residual log-likelihood estimation), with the GAP neck its configs put before it.
+
+    Args:
+        in_channels: channels of the backbone's last feature map (ResNet-50+: 2048, MobileNetV2: 1280).
+        num_keypoints: number of keypoints K.
+
+    Input: tuple of feature maps, the last (N, in_channels, h, w). Output: (N, K, 4): normalised
+    [x, y], then two sigma **logits**. Like MMPose's ``forward()`` this applies no sigmoid (MMPose
+    does it in ``predict()``; here the codec does). The training-only flow model
+    (``head.loss_module.flow_model.*``) is not part of the network: ``adapt_state_dict`` drops its keys.
+    """
+
+    values_per_keypoint = 4

@@ -1,4 +1,5 @@
-"""ResNet backbone (MMPose ``ResNet``, style='pytorch': stride on the 3x3 conv) and SimpleBaseline models.
+"""ResNet backbone (MMPose ``ResNet``, style='pytorch': stride on the 3x3 conv) and the models built on it:
+SimpleBaseline (heatmaps), DeepPose and RLE (regression).
 
 State-dict keys match MMPose 1.x: ``conv1``, ``bn1``, ``layer{1..4}.{i}.{conv,bn}{1..3}``,
 ``layer{n}.0.downsample.{0,1}``.
@@ -10,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .heads import HeatmapHead
+from .heads import HeatmapHead, RegressionHead, RLEHead
 from .registry import TopdownModel, register_arch
 
 # ---------------------------------------------------------------------------------------------- config
@@ -151,3 +152,45 @@ def resnet101(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
 @register_arch("resnet152")
 def resnet152(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
     return simple_baseline(152, num_keypoints)
+
+
+def deeppose(depth: int, num_keypoints: int) -> TopdownModel:
+    """DeepPose: ResNet-``depth`` + global average pooling + RegressionHead -> (N, K, 2) normalised [x, y]."""
+    backbone = ResNet(depth)
+    return TopdownModel(backbone, RegressionHead(backbone.out_channels, num_keypoints))
+
+
+def rle(depth: int, num_keypoints: int) -> TopdownModel:
+    """RLE: ResNet-``depth`` + global average pooling + RLEHead -> (N, K, 4) [x, y, sigma logits]."""
+    backbone = ResNet(depth)
+    return TopdownModel(backbone, RLEHead(backbone.out_channels, num_keypoints))
+
+
+@register_arch("resnet50-deeppose")
+def resnet50_deeppose(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
+    return deeppose(50, num_keypoints)
+
+
+@register_arch("resnet101-deeppose")
+def resnet101_deeppose(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
+    return deeppose(101, num_keypoints)
+
+
+@register_arch("resnet152-deeppose")
+def resnet152_deeppose(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
+    return deeppose(152, num_keypoints)
+
+
+@register_arch("resnet50-rle")
+def resnet50_rle(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
+    return rle(50, num_keypoints)
+
+
+@register_arch("resnet101-rle")
+def resnet101_rle(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
+    return rle(101, num_keypoints)
+
+
+@register_arch("resnet152-rle")
+def resnet152_rle(num_keypoints: int, input_size: tuple[int, int]) -> TopdownModel:
+    return rle(152, num_keypoints)
