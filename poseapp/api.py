@@ -90,7 +90,7 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
     if half and not device.startswith("cuda"):
         raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
     network = build_model(recipe.arch, recipe.num_keypoints, recipe.input_size)
-    load_weights(network, path)
+    load_weights(network, path, target=f"{recipe.name} ({recipe.arch}, {recipe.num_keypoints} keypoints)")
     return TopDownEstimator(network, recipe, device=device, half=half, batch_size=batch_size, flip_test=flip_test)
 
 

@@ -11,16 +11,26 @@ from typing import Sequence
 import numpy as np
 
 from poseapp import geometry
-from poseapp.codecs import HRNetHeatmap, MSRAHeatmap, UDPHeatmap
+from poseapp.codecs import HRNetHeatmap, MSRAHeatmap, RegressionCodec, SimCCCodec, SimDRCodec, UDPHeatmap
+from poseapp.codecs.flip import flip_coordinates, flip_heatmaps, flip_vectors
 from poseapp.keypoints import KeypointSet, get_keypoint_set
 from poseapp.zoo import Recipe
 
 log = logging.getLogger(__name__)
 
+Codec = MSRAHeatmap | UDPHeatmap | HRNetHeatmap | RegressionCodec | SimCCCodec | SimDRCodec
+RawOutputs = tuple[np.ndarray, ...]  # (heatmaps,), (coords,) or (simcc_x, simcc_y): one array per output
 
-def build_codec(recipe: Recipe) -> MSRAHeatmap | UDPHeatmap | HRNetHeatmap:
+HEATMAP_CODECS = ("msra", "dark", "udp", "hrnet")
+VECTOR_CODECS = ("simcc", "simdr")
+COORDINATE_CODECS = ("regression", "rle")
+
+
+def build_codec(recipe: Recipe) -> Codec:
     """The decoder a recipe names."""
     size, hm = recipe.input_size, recipe.heatmap_size
+    if recipe.codec in HEATMAP_CODECS and hm is None:
+        raise ValueError(f"recipe {recipe.name}: codec '{recipe.codec}' needs a heatmap_size")
     if recipe.codec == "msra":
         return MSRAHeatmap(size, hm)
     if recipe.codec == "dark":
@@ -29,6 +39,12 @@ def build_codec(recipe: Recipe) -> MSRAHeatmap | UDPHeatmap | HRNetHeatmap:
         return UDPHeatmap(size, hm)
     if recipe.codec == "hrnet":
         return HRNetHeatmap(size, hm)
+    if recipe.codec in COORDINATE_CODECS:
+        return RegressionCodec(size)
+    if recipe.codec == "simcc":
+        return SimCCCodec(size, recipe.simcc_split_ratio)
+    if recipe.codec == "simdr":
+        return SimDRCodec(size, recipe.simcc_split_ratio)
     raise ValueError(f"recipe {recipe.name}: unknown codec '{recipe.codec}'")
 
 
@@ -83,7 +99,8 @@ class TopDownEstimator:
     """A pose network with its recipe: ``estimator(images, boxes)`` -> keypoints per image.
 
     Args:
-        model: network mapping normalised (B, 3, h, w) float tensors to (B, K, H, W) heatmaps.
+        model: network mapping normalised (B, 3, h, w) float tensors to its raw output: (B, K, H, W)
+            heatmaps, (B, K, D) regression coordinates, or a (x, y) pair of SimCC vectors.
         recipe: how to crop, normalise, flip and decode.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
         half: run the network in float16 (CUDA only).
@@ -131,37 +148,50 @@ class TopDownEstimator:
         x = (x - self._mean) / self._std
         return x.half() if self.half else x
 
-    def _flip_back(self, heatmaps):
-        """Heatmaps of the mirrored crop -> aligned with the original (MMPose ``flip_heatmaps``)."""
-        heatmaps = heatmaps.flip(-1)[:, self._flip_index]
-        if self.recipe.shift_heatmap:
-            heatmaps[..., 1:] = heatmaps[..., :-1].clone()
-        return heatmaps
+    def _run(self, x) -> tuple:
+        """The network on a normalised batch, as a float32 tuple; RLE sigmas pass through the sigmoid
+        (MMPose ``RLEHead.predict`` does so before the flip average)."""
+        out = self.model(x)
+        out = tuple(t.float() for t in (out if isinstance(out, (tuple, list)) else (out,)))
+        if self.recipe.codec == "rle":
+            coords = out[0].clone()
+            coords[..., 2:] = coords[..., 2:].sigmoid()
+            out = (coords,)
+        return out
 
-    def forward(self, crops: np.ndarray) -> np.ndarray:
-        """(M, h, w, 3) uint8 crops -> (M, K, H, W) float32 heatmaps (flip test applied), in chunks."""
+    def _flip_back(self, outputs: tuple) -> tuple:
+        """Outputs for the mirrored crop -> aligned with the original's, for the recipe's output kind."""
+        codec = self.recipe.codec
+        if codec in HEATMAP_CODECS:
+            return (flip_heatmaps(outputs[0], self._flip_index, self.recipe.shift_heatmap),)
+        if codec in VECTOR_CODECS:
+            return flip_vectors(outputs[0], outputs[1], self._flip_index)
+        return (flip_coordinates(outputs[0], self._flip_index, self.recipe.shift_coords, self.recipe.input_size[0]),)
+
+    def forward(self, crops: np.ndarray) -> RawOutputs:
+        """(M, h, w, 3) uint8 crops -> the raw outputs for all of them (flip test applied), in chunks.
+
+        Returns one float32 array per network output: (heatmaps,), (coordinates,) or (simcc_x, simcc_y).
+        """
         import torch
 
-        out = []
+        chunks = []
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = self._normalise(crops[i:i + self.batch_size])
-                heatmaps = self.model(x).float()
+                out = self._run(x)
                 if self.flip_test:
-                    heatmaps = (heatmaps + self._flip_back(self.model(x.flip(-1)).float())) * 0.5
-                out.append(heatmaps.cpu().numpy())
-        if not out:
-            k = self.recipe.num_keypoints
-            w, h = self.recipe.heatmap_size
-            return np.zeros((0, k, h, w), np.float32)
-        return np.concatenate(out)
+                    flipped = self._flip_back(self._run(x.flip(-1)))
+                    out = tuple((a + b) * 0.5 for a, b in zip(out, flipped))
+                chunks.append(tuple(t.cpu().numpy() for t in out))
+        return tuple(np.concatenate(parts) for parts in zip(*chunks))
 
-    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(M, K_all, H, W) heatmaps -> keypoints (M, K, 2) in crop pixels, scores (M, K), for the output set."""
+    def decode(self, outputs: RawOutputs) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs of M crops -> keypoints (M, K, 2) in crop pixels, scores (M, K), for the output set."""
         if self.recipe.keypoint_range is not None:
             start, stop = self.recipe.keypoint_range
-            heatmaps = heatmaps[:, start:stop]
-        return self.codec.decode(heatmaps)
+            outputs = tuple(a[:, start:stop] for a in outputs)
+        return self.codec.decode(*outputs)
 
     # -------------------------------------------------------------- public
 
@@ -176,11 +206,14 @@ class TopDownEstimator:
             per image, (keypoints (N_i, K, 2) image pixels, scores (N_i, K)).
         """
         crops = make_crops(images, boxes, self.recipe)
+        counts = [len(np.asarray(b).reshape(-1, 4)) for b in boxes]
+        if not len(crops.pixels):
+            k = self.keypoint_set.num_keypoints
+            return [(np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)) for _ in counts]
         keypoints, scores = self.decode(self.forward(crops.pixels))
         if self.recipe.warp == "hrnet":
             keypoints = geometry.hrnet_crop_to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
         else:
             keypoints = geometry.crop_to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
-        counts = [len(np.asarray(b).reshape(-1, 4)) for b in boxes]
         splits = np.cumsum(counts)[:-1]
         return list(zip(np.split(keypoints, splits), np.split(scores, splits)))

@@ -24,17 +24,25 @@ class Recipe:
         name: stable short name (the zoo's ``name``).
         dataset: data set it was trained on (``coco``, ``ap10k``...).
         keypoint_set: name of its keypoint table (poseapp.keypoints).
-        arch: network architecture in the model registry (``resnet50``, ``hrnet-w32``...).
+        family: what the network predicts and how it is decoded: ``heatmap``, ``regression`` (DeepPose),
+            ``rle`` (regression with sigmas), ``simcc`` (SimCC head), ``rtmpose`` (CSPNeXt + RTMCC) or
+            ``simdr`` (sithu31296's SimDR).
+        arch: network architecture in the model registry (``resnet50``, ``hrnet-w32``, ``rtmpose-m``...).
         num_keypoints: channels the network outputs.
         input_size: (w, h) of the model input.
-        heatmap_size: (W, H) of the output heatmaps.
+        heatmap_size: (W, H) of the output heatmaps; None for the other families.
         codec: ``msra`` (argmax + quarter-pixel shift), ``dark`` (MSRA with DARK refinement), ``udp``
-            (UDP heatmap, DARK-UDP refinement) or ``hrnet`` (the HRNet repo's decoding).
+            (UDP heatmap, DARK-UDP refinement), ``hrnet`` (the HRNet repo's decoding), ``regression``
+            (normalised coordinates, score 1), ``rle`` (coordinates + sigmas, score = mean(1 - sigma)),
+            ``simcc`` (argmax of the x/y vectors, score = min of the two maxima) or ``simdr`` (softmax,
+            then argmax of the x/y vectors; the HRNet repo's SimDR).
         warp: ``mmpose`` (standard affine), ``mmpose-udp`` (UDP affine) or ``hrnet`` (the HRNet repo's
             centre/scale, warp and ToTensor + Normalize).
         bbox_padding: box enlargement before the aspect fix (1.25, or 0.8 for Locust/Zebra).
         flip_test: average with the horizontally flipped crop (the published configs' default).
-        shift_heatmap: shift the flipped heatmap one pixel right before averaging.
+        shift_heatmap: shift the flipped heatmap one pixel right before averaging (heatmap codecs).
+        shift_coords: shift flipped regression x by one input pixel before averaging (MMPose ``shift_coords``).
+        simcc_split_ratio: SimCC/SimDR bins per input pixel.
         mean, std: RGB normalisation on the 0-255 scale.
         url, filename, sha256_prefix: where the checkpoint lives and what its hash starts with.
         keypoint_range: [start, stop) of the channels to keep (DeepFashion2 categories), else None.
@@ -45,15 +53,18 @@ class Recipe:
     name: str
     dataset: str
     keypoint_set: str
+    family: str
     arch: str
     num_keypoints: int
     input_size: tuple[int, int]
-    heatmap_size: tuple[int, int]
+    heatmap_size: tuple[int, int] | None
     codec: str
     warp: str
     bbox_padding: float = 1.25
     flip_test: bool = True
     shift_heatmap: bool = True
+    shift_coords: bool = True
+    simcc_split_ratio: float = 2.0
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     url: str | None = None

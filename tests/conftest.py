@@ -33,6 +33,15 @@ def load_fixture(name: str) -> dict:
     return out
 
 
+def raw_reference(fx: dict, suffix: str = "") -> tuple[np.ndarray, ...]:
+    """The fixture's raw head outputs for its first instance (``suffix="_flipinput"``: the mirrored crop):
+    (heatmaps,), (regression,) or the SimCC/SimDR (x, y) vectors; None when the fixture has none."""
+    for keys in (["raw_heatmaps"], ["raw_regression"], ["raw_simcc_x", "raw_simcc_y"], ["raw_simdr_x", "raw_simdr_y"]):
+        if keys[0] + suffix in fx:
+            return tuple(fx[k + suffix] for k in keys)
+    return None
+
+
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory):
     """``make_checkpoint(name, layout="1x"|"0x"|"sithu", numpy_meta=False) -> Path``.
@@ -54,6 +63,32 @@ def make_checkpoint(tmp_path_factory):
             subprocess.run(cmd, check=True, capture_output=True, text=True)
             cache[key] = out
         return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory):
+    """``random_checkpoint(zoo_name) -> Path``: a zoo model's architecture with seeded random weights, saved
+    as an MMPose 1.x checkpoint. For data sets with no parity fixture (AnimalPose, Zebra, Animal
+    Kingdom): speed and wiring tests only, nothing to compare with."""
+    import torch
+
+    from poseapp.models import build_model
+    from poseapp.zoo import get_recipe
+
+    folder = tmp_path_factory.mktemp("random_ckpt")
+    cache: dict[str, Path] = {}
+
+    def make(zoo_name: str) -> Path:
+        if zoo_name not in cache:
+            recipe = get_recipe(zoo_name)
+            torch.manual_seed(0)
+            model = build_model(recipe.arch, recipe.num_keypoints, recipe.input_size)
+            path = folder / f"{zoo_name}.pth"
+            torch.save({"meta": {"note": "random weights"}, "state_dict": model.state_dict()}, path)
+            cache[zoo_name] = path
+        return cache[zoo_name]
 
     return make
 

@@ -1,7 +1,11 @@
 """Codecs: raw model outputs -> keypoints in crop (model input) pixels + scores. Pure functions.
 
-Every codec has ``decode(outputs) -> (keypoints (N, K, 2), scores (N, K))`` and never mutates its input.
+Every codec has ``decode(*outputs) -> (keypoints (N, K, 2), scores (N, K))`` and never mutates its input:
+heatmap codecs take one (N, K, H, W) array, SimCC/SimDR codecs the x and y vectors, regression codecs
+one (N, K, D) array. ``flip`` holds the flip-test alignment of each output kind.
 """
 from poseapp.codecs.heatmap import HRNetHeatmap, MSRAHeatmap, UDPHeatmap
+from poseapp.codecs.regression import RegressionCodec
+from poseapp.codecs.simcc import SimCCCodec, SimDRCodec
 
-__all__ = ["MSRAHeatmap", "UDPHeatmap", "HRNetHeatmap"]
+__all__ = ["HRNetHeatmap", "MSRAHeatmap", "RegressionCodec", "SimCCCodec", "SimDRCodec", "UDPHeatmap"]

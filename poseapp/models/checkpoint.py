@@ -87,34 +87,71 @@ def read_checkpoint(path: str | Path) -> tuple[OrderedDict[str, torch.Tensor], d
     return OrderedDict(sd), dict(meta) if isinstance(meta, Mapping) else {}
 
 
+def _rename(key: str) -> str:
+    """One key in our names: ``module.`` stripped, 0.x / HRNet-repo prefixes mapped to 1.x ones."""
+    if key.startswith("module."):
+        key = key[len("module."):]
+    for old, new in _RENAMES:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def adapt_names(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """``state_dict`` with every key renamed to our layout, nothing dropped."""
+    return OrderedDict((_rename(k), v) for k, v in state_dict.items())
+
+
 def adapt_state_dict(
     state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None
 ) -> OrderedDict[str, torch.Tensor]:
     """Rename/drop keys of a foreign checkpoint so that they match our (MMPose 1.x) names.
 
-    Strips ``module.``; drops ``data_preprocessor.*`` and training-only ``*.loss.*`` / ``*.loss_module.*``;
-    renames ``keypoint_head.`` -> ``head.`` (MMPose 0.x) and a top-level ``final_layer.`` /
-    ``mlp_head_{x,y}.`` -> ``head.…`` (HRNet repo, sithu31296 PoseHRNet and SimDR). ``model`` is the target (timm filter signature; the
-    current rules do not depend on it). Returns a new OrderedDict; the input is not modified.
+    Strips ``module.``; drops ``data_preprocessor.*`` and training-only ``*.loss.*`` / ``*.loss_module.*``
+    (the RLE flow model); renames ``keypoint_head.`` -> ``head.`` (MMPose 0.x) and a top-level
+    ``final_layer.`` / ``mlp_head_{x,y}.`` -> ``head.…`` (HRNet repo, sithu31296 PoseHRNet and SimDR).
+    ``model`` is the target (timm filter signature; the current rules do not depend on it). Returns a new
+    OrderedDict; the input is not modified.
     """
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith("module."):
-            key = key[len("module."):]
+    for key, value in adapt_names(state_dict).items():
         if key.startswith(_DROP_PREFIXES):
             continue
-        for old, new in _RENAMES:
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
         if any(part in _TRAINING_ONLY for part in key.split(".")[:-1]):
             continue
         out[key] = value
     return out
 
 
-def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, path: str | Path) -> None:
-    """Raise CheckpointError (one line) unless ``state_dict`` fits ``model`` key for key and shape for shape."""
+def describe_head(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """What kind of head an adapted (``head.*``) state dict carries and for how many keypoints, in words
+    (``"an RLE regression head for 17 keypoints"``), or None when the keys say nothing familiar."""
+    def shape(key: str) -> tuple[int, ...] | None:
+        value = state_dict.get(key)
+        return tuple(value.shape) if value is not None else None
+
+    final = shape("head.final_layer.weight") or shape("head.deconv_head.final_layer.weight")
+    if shape("head.cls_x.weight") and final:
+        return f"an RTMCC (RTMPose SimCC) head for {final[0]} keypoints"
+    if shape("head.mlp_head_x.weight") and final:
+        return f"a SimCC/SimDR head for {final[0]} keypoints"
+    fc = shape("head.fc.weight")
+    if fc and any(".flow_model." in k or ".loss" in k for k in state_dict):
+        return f"an RLE regression head for {fc[0] // 4} keypoints"
+    if fc:
+        return f"a regression head with {fc[0]} outputs ({fc[0] // 2} keypoints x 2, or {fc[0] // 4} x 4 for RLE)"
+    if final:
+        return f"a heatmap head for {final[0]} keypoints"
+    return None
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, path: str | Path,
+                     target: str | None = None, found: str | None = None) -> None:
+    """Raise CheckpointError (one line) unless ``state_dict`` fits ``model`` key for key and shape for shape.
+
+    ``target`` names what the model was built for (a zoo recipe), ``found`` what the checkpoint holds
+    (``describe_head``): both appear in the message when given.
+    """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state_dict and not k.endswith(_OPTIONAL)]
     unexpected = [k for k in state_dict if k not in expected]
@@ -131,19 +168,21 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, p
         parts.append("unexpected: " + ", ".join(unexpected[:3]))
     if mismatched:
         parts.append("shape mismatch: " + "; ".join(mismatched[:3]))
+    holds = f" ({found})" if found else ""
     raise CheckpointError(
-        f"checkpoint {path} does not fit the model ({'; '.join(parts)}). Is this checkpoint for another "
-        "architecture or keypoint count? pass --pose-arch (and the matching keypoint set)"
+        f"checkpoint {path}{holds} does not fit {target or 'the model'} ({'; '.join(parts)}). Is this checkpoint "
+        "for another architecture or keypoint count? pass --pose-arch with the zoo name it follows"
     )
 
 
-def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+def load_weights(model: nn.Module, path: str | Path, target: str | None = None) -> dict[str, Any]:
     """Read ``path``, adapt its keys, check it fits, and load it strictly into ``model``.
 
-    Returns the checkpoint's ``meta`` dict ({} when absent). Raises CheckpointError on any mismatch.
+    ``target`` names what ``model`` was built for, for the error message. Returns the checkpoint's
+    ``meta`` dict ({} when absent). Raises CheckpointError on any mismatch.
     """
-    state_dict, meta = read_checkpoint(path)
-    state_dict = adapt_state_dict(state_dict, model)
-    check_state_dict(state_dict, model, path)
+    raw, meta = read_checkpoint(path)
+    state_dict = adapt_state_dict(raw, model)
+    check_state_dict(state_dict, model, path, target, describe_head(adapt_names(raw)))
     model.load_state_dict(state_dict, strict=True)
     return meta
