@@ -57,7 +57,42 @@ def main() -> None:
 
 # ----------------------------------------------------------------------------------------- predict
 
-@main.command()
+_BOX_KINDS = {  # what each kind of default box is, for predict --help
+    "person": "the detector's person class.",
+    "animals": "the detector's classes of those animals.",
+    "whole frame": "the whole frame (no detector class fits).",
+    "face": "the whole frame.",
+}
+_BOX_OPTIONS = ("--det-classes NAMES picks the detector classes for any model, --boxes FILE gives your own boxes, "
+                "and for a face model --face-from MODEL makes a face box per detected person from a COCO person "
+                "model's head keypoints (nose, eyes, ears). python infer.py models shows each model's default.")
+
+
+class PredictCommand(click.Command):
+    """``predict``; its --help ends with each data set's default boxes, read from poseapp.detect's table."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        import textwrap
+
+        from poseapp.detect import box_rules
+
+        groups: dict[str, list[str]] = {}
+        for rule in box_rules().values():
+            named = f"{rule.title} ({', '.join(rule.class_names)})" if rule.kind == "animals" else rule.title
+            groups.setdefault(rule.kind, []).append(named)
+        wrap = textwrap.TextWrapper(width=formatter.width, break_on_hyphens=False, break_long_words=False,
+                                    subsequent_indent=" " * 15)  # flags such as --det-classes stay whole
+        lines = ["", "Default boxes, by the pose model's data set:"]
+        for kind, names in groups.items():
+            wrap.initial_indent = f"  {kind:<12} "
+            lines += wrap.wrap(f"{', '.join(names)}: {_BOX_KINDS[kind]}")
+        wrap.initial_indent = wrap.subsequent_indent = "  "
+        lines += ["", *wrap.wrap(_BOX_OPTIONS)]
+        formatter.write("\n".join(lines) + "\n")
+        super().format_epilog(ctx, formatter)
+
+
+@main.command(cls=PredictCommand)
 @click.option("--source", "-s", required=True, help="Image, folder, glob, .txt list, video, webcam index or stream URL.")
 @click.option("--pose-model", "-m", default=DEFAULT_POSE_MODEL, show_default=True,
               help="Zoo name (python infer.py models) or a checkpoint path.")
@@ -69,10 +104,16 @@ def main() -> None:
 @click.option("--det-iou", default=0.7, show_default=True, type=float, help="Detector NMS IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=int, help="Most boxes per frame.")
 @click.option("--det-classes", default=None, help="Detector classes to keep, names or ids (e.g. person,dog). "
-              "Default: from the pose model's data set (person for human models, the COCO animals for "
-              "AnimalPose/AP-10K; the whole frame for Locust, Zebra and Animal Kingdom).")
+              "Default: by the pose model's data set (below).")
 @click.option("--boxes", "boxes_file", default=None, type=click.Path(dir_okay=False),
               help="Precomputed boxes (COCO detection-results JSON) instead of the detector.")
+@click.option("--face-from", default=None, metavar="MODEL",
+              help="For a face model (WFLW): a COCO person model (zoo name or checkpoint path) whose head "
+              "keypoints on the detected persons give the face boxes.")
+@click.option("--face-from-arch", default=None, help="For a --face-from checkpoint path: the zoo name whose "
+              "recipe it follows (default: the zoo entry whose file name it bears).")
+@click.option("--face-from-thr", default=0.3, show_default=True, type=float,
+              help="Head keypoints (nose, eyes, ears) scoring at least this make a face box; a person needs 2.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--half", is_flag=True, help="float16 inference (CUDA).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
@@ -112,22 +153,76 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _build_detector(opts: dict[str, Any], recipe, device: str):
-    """The box source the options and the model's data set call for."""
-    from poseapp.detect import BoxesFile, WholeFrameDetector, YoloDetector, detector_classes_for
+    """The box source for ``recipe``'s model: --boxes, --face-from or --det-classes when given, else its data
+    set's default (``poseapp.detect.box_rule_for``: the detector's person or animal classes, else the whole
+    frame). Option errors are raised before any model loads."""
+    from poseapp.detect import PERSON, BoxesFile, FaceFromPose, box_rule_for
 
+    rule = box_rule_for(recipe.dataset)
+    wanted = _det_classes(opts)
+    _check_box_options(opts, recipe, rule, wanted)
     if opts["boxes_file"]:
         return BoxesFile(opts["boxes_file"])
-    det_model = opts["det_model"]
-    wanted = opts["det_classes"]
-    classes = detector_classes_for(recipe.dataset) if wanted is None else [w.strip() for w in wanted.split(",") if w.strip()]
-    if det_model.lower() == "none" or classes is None:
+    if opts["face_from"]:
+        from poseapp.api import create_model
+
+        persons = _yolo_or_whole_frame(opts, wanted or PERSON, device)
+        estimator = create_model(opts["face_from"], arch=opts["face_from_arch"], device=device, half=opts["half"],
+                                 batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
+        return FaceFromPose(persons, estimator, thr=opts["face_from_thr"])
+    return _yolo_or_whole_frame(opts, rule.classes if wanted is None else wanted, device)
+
+
+def _det_classes(opts: dict[str, Any]) -> list[str] | None:
+    """--det-classes as a list of names or ids; None when not given."""
+    if opts["det_classes"] is None:
+        return None
+    return [w.strip() for w in opts["det_classes"].split(",") if w.strip()]
+
+
+def _check_box_options(opts: dict[str, Any], recipe, rule, wanted: list[str] | None) -> None:
+    """Raise PoseAppError for box options that contradict each other or the pose model (no model loads)."""
+    from poseapp.detect import check_coco_head
+    from poseapp.errors import PoseAppError
+
+    if wanted is not None and not wanted:
+        raise PoseAppError("--det-classes is empty: name detector classes or ids, e.g. --det-classes person,dog")
+    if wanted and opts["boxes_file"]:
+        raise PoseAppError("--det-classes picks detector boxes and --boxes replaces the detector: pass one of them")
+    if wanted and opts["det_model"].lower() == "none":
+        raise PoseAppError("--det-classes needs a detector: drop --det-model none, or drop --det-classes")
+    if opts["face_from_arch"] and not opts["face_from"]:
+        raise PoseAppError("--face-from-arch names the recipe of a --face-from checkpoint: add --face-from PATH")
+    if not opts["face_from"]:
+        return
+    if opts["boxes_file"]:
+        raise PoseAppError("--face-from and --boxes both give the face boxes: pass one of them")
+    if not rule.face:
+        raise PoseAppError(f"--face-from makes face boxes for a face model (WFLW), and {recipe.name} is a "
+                           f"{rule.title} model (boxes: {rule.summary}): drop --face-from")
+    from poseapp.api import resolve_recipe
+    from poseapp.keypoints import get_keypoint_set
+
+    try:
+        person, _ = resolve_recipe(opts["face_from"], opts["face_from_arch"])
+    except PoseAppError as e:  # its fixes name --pose-model/--pose-arch; here they are --face-from(-arch)
+        message = str(e).replace("--pose-arch", "--face-from-arch").replace("--pose-model", "--face-from")
+        raise type(e)(f"--face-from {opts['face_from']}: {message}") from e
+    check_coco_head(get_keypoint_set(person.keypoint_set), f"--face-from {opts['face_from']}")
+
+
+def _yolo_or_whole_frame(opts: dict[str, Any], classes, device: str):
+    """A YOLO detector keeping ``classes``, or the whole frame (``classes`` None, or --det-model none)."""
+    from poseapp.detect import WholeFrameDetector, YoloDetector
+
+    if classes is None or opts["det_model"].lower() == "none":
         return WholeFrameDetector()
-    return YoloDetector(det_model, conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
+    return YoloDetector(opts["det_model"], conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
                         classes=classes, device=device, half=opts["half"])
 
 
 def _predict(opts: dict[str, Any]) -> int:
-    from poseapp.api import create_model, resolve_device
+    from poseapp.api import create_model, resolve_device, resolve_recipe
     from poseapp.sources import open_source
     from poseapp.sinks import Window, next_run_dir
 
@@ -142,9 +237,10 @@ def _predict(opts: dict[str, Any]) -> int:
         out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"]) if wants_out else None
 
         device = resolve_device(opts["device"])
+        recipe, _ = resolve_recipe(opts["pose_model"], opts["pose_arch"])  # no weights yet: option errors first
+        detector = _build_detector(opts, recipe, device)
         estimator = create_model(opts["pose_model"], arch=opts["pose_arch"], device=device, half=opts["half"],
                                  batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
-        detector = _build_detector(opts, estimator.recipe, device)
     except BaseException:
         _abandon(source, window, out if fresh_out else None)
         raise
@@ -268,16 +364,23 @@ def fetch(names: tuple[str, ...], verbose: bool) -> None:
 @click.option("--dataset", default=None, help="Only models of this data set (coco, ap10k, ...).")
 @click.option("--search", default=None, help="Only models whose name contains TEXT.")
 def models(dataset: str | None, search: str | None) -> None:
-    """List the model zoo: name, data set, architecture, codec, input size, published metric."""
+    """List the model zoo: name, data set, default boxes, architecture, codec, input size, published metric."""
+    from poseapp.detect import box_rule_for
+    from poseapp.errors import UnknownNameError
     from poseapp.zoo import list_recipes
 
     rows = [r for r in list_recipes() if (dataset is None or r.dataset == dataset)
             and (search is None or search.lower() in r.name.lower())]
-    width = max((len(r.name) for r in rows), default=4)
-    click.echo(f"{'name':<{width}}  {'dataset':<18} {'arch':<10} {'codec':<6} {'input':<8} metric")
+    table = [("name", "dataset", "boxes", "arch", "codec", "input", "metric")]
     for r in rows:
+        try:
+            boxes = box_rule_for(r.dataset).summary
+        except UnknownNameError:  # a data set poseapp.detect's table lacks
+            boxes = "?"
         key = next(iter(r.metrics), None)
         metric = f"{key} {r.metrics[key]}" if key else ""
-        click.echo(f"{r.name:<{width}}  {r.dataset:<18} {r.arch:<10} {r.codec:<6} "
-                   f"{r.input_size[0]}x{r.input_size[1]:<4} {metric}")
+        table.append((r.name, r.dataset, boxes, r.arch, r.codec, f"{r.input_size[0]}x{r.input_size[1]}", metric))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        click.echo("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + f"  {row[-1]}".rstrip())
     click.echo(f"{len(rows)} model(s)", err=True)

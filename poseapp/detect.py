@@ -7,6 +7,11 @@ Every detector is a callable ``detector(frames) -> list[Detections]`` (one entry
 - ``WholeFrameDetector``: one box covering the frame (centred single-animal crops, Locust, Zebra...).
 - ``BoxesFile``: precomputed boxes from a COCO detection-results JSON (e.g. MMPose's
   ``COCO_val2017_detections_AP_H_56_person.json``), matched to frames by file name or image id.
+- ``FaceFromPose``: face boxes for face models (WFLW), from a person model's head keypoints on a person
+  detector's boxes (``face_boxes_from_keypoints``).
+
+Which boxes a pose model gets by default follows its data set: ``box_rule_for`` reads the one table
+(``_BOX_RULES``) that the CLI, its ``--help`` and ``python infer.py models`` all use.
 
 Boxes are xyxy float32 image pixels everywhere.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
@@ -51,45 +57,101 @@ class Detector(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Which detector classes suit a pose model's data set
+# Which boxes suit a pose model's data set
 # --------------------------------------------------------------------------------------------------------------
 
 PERSON = (0,)
 COCO_ANIMALS = tuple(range(14, 24))  # bird, cat, dog, horse, sheep, cow, elephant, bear, zebra, giraffe
+_COCO_NAMES = {0: "person", 14: "bird", 15: "cat", 16: "dog", 17: "horse", 18: "sheep", 19: "cow", 20: "elephant",
+               21: "bear", 22: "zebra", 23: "giraffe"}  # the COCO classes the table below names
 
-_DATASET_CLASSES: dict[str, tuple[int, ...] | None] = {
-    "coco": PERSON,
-    "mpii": PERSON,
-    "crowdpose": PERSON,
-    "posetrack": PERSON,
-    "posetrack18": PERSON,
-    "deepfashion_upper": PERSON,
-    "deepfashion_lower": PERSON,
-    "deepfashion_full": PERSON,
-    "deepfashion2": PERSON,
-    "wflw": PERSON,  # faces: there is no COCO face class, the person box is the nearest
-    "animalpose": (15, 16, 17, 18, 19),  # cat, dog, horse, sheep, cow
-    "ap10k": COCO_ANIMALS,
-    "locust": None,  # centred single-animal crops: the whole frame is the box
-    "zebra": None,
-    "animalkingdom": None,
-    "ak": None,
+
+@dataclass(frozen=True)
+class BoxRule:
+    """The boxes a pose model trained on one data set gets unless the user picks others (``--boxes``,
+    ``--det-classes``, ``--face-from``).
+
+    Attributes:
+        title: the data set's name in help texts.
+        classes: COCO class ids (0-based, ultralytics order) to keep from the detector; None: no COCO class
+            fits, the box is the whole frame.
+        face: a face data set: the box is the whole frame, or a face box derived from a person model's head
+            keypoints when the user names one (``FaceFromPose``).
+    """
+
+    title: str
+    classes: tuple[int, ...] | None
+    face: bool = False
+
+    @property
+    def kind(self) -> str:
+        """``person``, ``animals``, ``whole frame`` or ``face``."""
+        if self.face:
+            return "face"
+        if self.classes is None:
+            return "whole frame"
+        return "person" if self.classes == PERSON else "animals"
+
+    @property
+    def class_names(self) -> list[str]:
+        """The COCO names of ``classes`` (empty for the whole frame)."""
+        return [_COCO_NAMES[c] for c in self.classes or ()]
+
+    @property
+    def summary(self) -> str:
+        """A short form for tables: ``person``, ``animals (cat,dog,horse,sheep,cow)``, ``animals (bird,cat,dog,...)``,
+        ``whole frame``, ``face``."""
+        if self.kind != "animals":
+            return self.kind
+        names = self.class_names
+        return f"animals ({','.join(names) if len(names) <= 5 else ','.join(names[:3]) + ',...'})"
+
+
+_BOX_RULES: dict[str, BoxRule] = {  # keys: the zoo's ``dataset`` values
+    "coco": BoxRule("COCO", PERSON),
+    "mpii": BoxRule("MPII", PERSON),
+    "crowdpose": BoxRule("CrowdPose", PERSON),
+    "posetrack18": BoxRule("PoseTrack18", PERSON),
+    "body8": BoxRule("Body8", PERSON),  # RTMPose's merge of 8 human data sets
+    "deepfashion_upper": BoxRule("DeepFashion upper", PERSON),
+    "deepfashion_lower": BoxRule("DeepFashion lower", PERSON),
+    "deepfashion_full": BoxRule("DeepFashion full", PERSON),
+    "deepfashion2": BoxRule("DeepFashion2", PERSON),
+    "animalpose": BoxRule("AnimalPose", (15, 16, 17, 18, 19)),  # cat, dog, horse, sheep, cow
+    "ap10k": BoxRule("AP-10K", COCO_ANIMALS),
+    "locust": BoxRule("Locust", None),  # centred single-animal crops: the whole frame is the box
+    "zebra": BoxRule("Zebra", None),
+    "animalkingdom": BoxRule("Animal Kingdom", None),  # 850 species: most have no COCO class
+    "wflw": BoxRule("WFLW", None, face=True),  # no COCO face class: the whole frame, or --face-from
 }
+_ALIASES = {"ak": "animalkingdom", "posetrack": "posetrack18"}
+
+
+def box_rules() -> dict[str, BoxRule]:
+    """Every data set's default boxes, in table order (aliases left out)."""
+    return dict(_BOX_RULES)
+
+
+def box_rule_for(dataset: str) -> BoxRule:
+    """The default boxes of a pose model trained on ``dataset`` (the zoo's ``dataset`` field: ``coco``,
+    ``ap10k``, ``wflw``...; any ``deepfashion_*`` is a person). Raises UnknownNameError (with close names)
+    for an unknown data set."""
+    key = dataset.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key in _BOX_RULES:
+        return _BOX_RULES[key]
+    if key.startswith("deepfashion_"):
+        return BoxRule(dataset, PERSON)
+    raise suggest(dataset, sorted([*_BOX_RULES, *_ALIASES]), "data set")
 
 
 def detector_classes_for(dataset: str) -> tuple[int, ...] | None:
     """The 0-based COCO class ids (ultralytics order) to keep for a pose model trained on ``dataset``.
 
-    None means no COCO class fits: use the whole frame as the box by default. Names are the zoo's
-    ``dataset`` field (``coco``, ``ap10k``, ``deepfashion_upper``...); any ``deepfashion_*`` is a person.
-    Raises UnknownNameError (with close names) for an unknown data set.
+    None means no COCO class fits (Locust, Zebra, Animal Kingdom, and faces): use the whole frame as the box
+    by default. See ``box_rule_for``.
     """
-    key = dataset.strip().lower().replace("-", "_")
-    if key in _DATASET_CLASSES:
-        return _DATASET_CLASSES[key]
-    if key.startswith("deepfashion_"):
-        return PERSON
-    raise suggest(dataset, sorted(_DATASET_CLASSES), "data set")
+    return box_rule_for(dataset).classes
 
 
 def resolve_classes(names: Iterable[str | int], class_names: Mapping[int, str]) -> list[int]:
@@ -139,6 +201,130 @@ class WholeFrameDetector:
                     np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32), np.full(1, -1, np.int64)
                 )
             )
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Face boxes from a person model's head keypoints
+# --------------------------------------------------------------------------------------------------------------
+
+COCO_HEAD = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")  # COCO keypoints 0-4
+
+# A mean adult head in face widths (ear to ear = 1; anthropometric means: pupils 63 mm apart, ears 145 mm),
+# origin between the pupils, x to the subject's left, y down, z out of the face: COCO's nose (its tip), eyes
+# (pupils) and ears (the tragus, beside the ear canal), in COCO_HEAD order.
+_HEAD_3D = np.array([
+    [0.0, 0.30, 0.18],  # nose tip: 43 mm below the pupils, 26 mm in front of them
+    [0.22, 0.0, 0.0],  # left eye
+    [-0.22, 0.0, 0.0],  # right eye
+    [0.5, 0.12, -0.55],  # left ear: 17 mm below the pupils, 80 mm behind them
+    [-0.5, 0.12, -0.55],  # right ear
+])
+# No view of the head shows two of its points further apart than they are in 3D: pixel distance / span is
+# a lower bound on the face width in pixels, whatever the head's yaw, pitch and roll.
+_HEAD_SPAN = np.linalg.norm(_HEAD_3D[:, None] - _HEAD_3D[None], axis=-1)
+FACE_TOP = 0.2  # brow top above the eye line, in face widths
+FACE_BOTTOM = 0.8  # chin below the eye line, in face widths
+
+
+def face_boxes_from_keypoints(
+    keypoints: np.ndarray, scores: np.ndarray, thr: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Face boxes from COCO head keypoints, shaped like WFLW's (a tight box around its 98 face landmarks).
+
+    Args:
+        keypoints: (N, K, 2) image pixels of N persons; the first 5 of the K are COCO's nose, left eye,
+            right eye, left ear, right ear (COCO-17 and its supersets).
+        scores: (N, K) keypoint confidences.
+        thr: a head keypoint counts when its score is at least this.
+
+    Returns:
+        boxes (M, 4) float32 xyxy image pixels, and kept (M,) int64: the person each box belongs to.
+        A person with fewer than 2 head keypoints scoring at least ``thr`` (or whose confident head
+        keypoints all coincide) gets no box.
+
+    The rule, in face widths ``w`` (ear to ear, which a WFLW box spans; it is as tall as wide):
+
+    - ``w`` is the largest ``pixel distance / 3D distance`` over the pairs of confident head keypoints, the
+      3D distances taken on a mean head (``_HEAD_3D``). A pair never looks longer than it is, so each ratio
+      is a lower bound on ``w`` and the largest is the least foreshortened: the ears in a frontal view, the
+      eyes when an ear is hidden, ear to nose or eye in profile.
+    - Vertically, the box runs from ``FACE_TOP`` = 0.2 w above the eye line (the brows) to ``FACE_BOTTOM``
+      = 0.8 w below it (the chin; about 1.7 nose-to-eye heights below the nose). The eye line is the
+      confident eyes' mean y, else the ears' mean y less 0.12 w (the ears sit that far below the pupils).
+    - Horizontally, it is centred on the confident keypoints' x extent, ``w`` wide (wider if they span
+      more): ear to ear in a frontal view, ear to nose in profile.
+
+    On WFLW's ground truth (its pupils as eyes, its nose tip as nose) the box has IoU 0.75 or more with the
+    tight landmark box (``tests/test_detect.py``). The box ignores roll: for a tilted head it is the upright
+    face's box, a little smaller than the tilted face's (the pose model's crop padding covers that).
+    """
+    kpts = np.asarray(keypoints, np.float64)[:, : len(COCO_HEAD)]
+    conf = np.asarray(scores, np.float64)[:, : len(COCO_HEAD)]
+    boxes, kept = [], []
+    for i, (points, ok) in enumerate(zip(kpts, conf >= thr)):
+        idx = np.flatnonzero(ok & np.isfinite(points).all(axis=1))
+        if len(idx) < 2:
+            continue
+        a, b = np.triu_indices(len(idx), k=1)
+        pair_px = np.linalg.norm(points[idx[a]] - points[idx[b]], axis=1)
+        w = float((pair_px / _HEAD_SPAN[idx[a], idx[b]]).max())
+        if w <= 0:
+            continue
+        eyes, ears = idx[(idx == 1) | (idx == 2)], idx[idx >= 3]
+        eye_y = points[eyes, 1].mean() if len(eyes) else points[ears, 1].mean() - _HEAD_3D[3, 1] * w
+        x0, x1 = points[idx, 0].min(), points[idx, 0].max()
+        half = max(w, x1 - x0) / 2
+        cx = (x0 + x1) / 2
+        boxes.append([cx - half, eye_y - FACE_TOP * w, cx + half, eye_y + FACE_BOTTOM * w])
+        kept.append(i)
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(kept, np.int64)
+
+
+def check_coco_head(keypoint_set: Any, model: str) -> None:
+    """Raise DetectorError unless ``keypoint_set`` (a KeypointSet) starts with COCO's nose, eyes and ears."""
+    if tuple(keypoint_set.names[: len(COCO_HEAD)]) != COCO_HEAD:
+        raise DetectorError(
+            f"{model} has the {keypoint_set.name} keypoint set: face boxes need a person model with COCO "
+            f"keypoints (nose, eyes and ears first), e.g. --face-from res50_coco-256x192"
+        )
+
+
+class FaceFromPose:
+    """Face boxes for face models (WFLW): a person model's head keypoints on a person detector's boxes.
+
+    Args:
+        persons: finds the people (a YoloDetector keeping the person class, or WholeFrameDetector).
+        estimator: a person pose model with COCO keypoints (``poseapp.create_model("res50_coco-256x192")``):
+            ``estimator(images, boxes) -> [(keypoints (N, K, 2), scores (N, K)), ...]``, with a ``keypoint_set``.
+        thr: a head keypoint counts when it scores at least this.
+
+    One face box per person with at least 2 confident head keypoints (``face_boxes_from_keypoints``),
+    clipped to the frame; a box left with no area (a face outside the frame) is dropped. Scores are the
+    person boxes' scores; labels are -1 (no detector class). Raises DetectorError on construction for a
+    model whose keypoints do not start with COCO's nose, eyes and ears.
+    """
+
+    def __init__(self, persons: Detector, estimator: Any, thr: float = 0.3) -> None:
+        check_coco_head(estimator.keypoint_set, getattr(getattr(estimator, "recipe", None), "name", "the model"))
+        self.persons = persons
+        self.estimator = estimator
+        self.thr = thr
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Detections]:
+        if not frames:
+            return []
+        people = self.persons(frames)
+        poses = self.estimator([f.image for f in frames], [d.boxes for d in people])
+        out = []
+        for frame, det, (keypoints, scores) in zip(frames, people, poses):
+            boxes, kept = face_boxes_from_keypoints(keypoints, scores, self.thr)
+            h, w = frame.shape
+            boxes = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
+            inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            boxes, kept = boxes[inside], kept[inside]
+            log.debug("%s: %d of %d persons gave a face box", frame.source, len(kept), len(det))
+            out.append(Detections(boxes, det.scores[kept], np.full(len(kept), -1, np.int64)))
         return out
 
 

@@ -15,7 +15,8 @@ class Pipeline:
     """Top-down pose estimation over any iterable of frames.
 
     ``Pipeline(estimator, detector)(frames)`` yields one FrameResult per frame, lazily, in order.
-    ``detector`` is any callable ``(frames) -> list[Detections]`` (YOLO, whole frame, a boxes file).
+    ``detector`` is any callable ``(frames) -> list[Detections]`` (YOLO, whole frame, a boxes file, face boxes
+    from a person model: see poseapp.detect).
 
     Example::
 

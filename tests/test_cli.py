@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import DATA, ROOT, make_truncated_avi, needs_shared
+from conftest import DATA, DETECTOR, ROOT, make_truncated_avi, needs_shared
 from poseapp.cli import main
+from poseapp.results import Detections, Frame
 
 pytestmark = pytest.mark.usefixtures("reuse_loaded_models")
 
@@ -214,7 +215,7 @@ def test_checkpoint_of_another_architecture(tmp_path, make_checkpoint):
     image = write_png(tmp_path / "x.png")
     line = error_line(cli("--source", image, "--pose-model", ckpt, "--pose-arch", ARCH, "--det-model", "none",
                           "--out", tmp_path / "out"))
-    assert f"checkpoint {ckpt} does not fit the model" in line
+    assert f"checkpoint {ckpt} (a heatmap head for 17 keypoints) does not fit {ARCH} (hrnet-w32, 17 keypoints)" in line
     assert "missing: backbone." in line and "unexpected: backbone." in line
     assert not (tmp_path / "out").exists()  # the empty run folder is removed
 
@@ -272,6 +273,214 @@ def test_malformed_boxes_file(tmp_path, pose, content, problem):
     line = error_line(cli("--source", image, *pose, "--boxes", boxes, "--out", tmp_path / "out"))
     assert str(boxes) in line and problem in line
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Which boxes each model gets: the data set's default, or --boxes / --det-classes / --face-from
+
+
+DEFAULT_CLASSES = {  # the rule: people -> person, animals with COCO classes -> those, else the whole frame
+    "coco": (0,),
+    "mpii": (0,),
+    "deepfashion_upper": (0,),
+    "deepfashion_lower": (0,),
+    "deepfashion_full": (0,),
+    "deepfashion2": (0,),
+    "animalpose": (15, 16, 17, 18, 19),  # cat, dog, horse, sheep, cow
+    "ap10k": tuple(range(14, 24)),  # every COCO animal
+    "locust": None,
+    "zebra": None,
+    "animalkingdom": None,
+    "wflw": None,  # faces: the whole frame unless --face-from
+}
+
+
+def predict_opts(*args) -> dict:
+    """predict's options as click hands them to the command (its defaults, then ``args``)."""
+    from poseapp.cli import predict
+
+    return predict.make_context("predict", ["--source", "x.jpg", *map(str, args)]).params
+
+
+def recipe_of(dataset: str):
+    """A zoo recipe of ``dataset``, or a stand-in with the fields _build_detector reads."""
+    from types import SimpleNamespace
+
+    from poseapp.zoo import list_recipes
+
+    found = [r for r in list_recipes() if r.dataset == dataset]
+    return found[0] if found else SimpleNamespace(name=f"test_{dataset}", dataset=dataset, keypoint_set=dataset)
+
+
+class FakeYolo:
+    """Stands in for YoloDetector: records its arguments; every frame gets ``boxes``."""
+
+    boxes = Detections(np.array([[10, 10, 60, 90]], np.float32), np.array([0.8], np.float32), np.zeros(1, np.int64))
+
+    def __init__(self, model, **kwargs) -> None:
+        self.model, self.kwargs = model, kwargs
+
+    def __call__(self, frames):
+        return [self.boxes for _ in frames]
+
+
+@pytest.fixture
+def fake_yolo(monkeypatch):
+    import poseapp.detect
+
+    monkeypatch.setattr(poseapp.detect, "YoloDetector", FakeYolo)
+
+
+@pytest.mark.parametrize("dataset", sorted(DEFAULT_CLASSES))
+def test_each_data_set_gets_its_default_boxes(dataset, fake_yolo):
+    from poseapp.cli import DEFAULT_DET_MODEL, _build_detector
+    from poseapp.detect import WholeFrameDetector
+
+    detector = _build_detector(predict_opts(), recipe_of(dataset), "cpu")
+    if DEFAULT_CLASSES[dataset] is None:
+        assert isinstance(detector, WholeFrameDetector)
+    else:
+        assert isinstance(detector, FakeYolo) and detector.model == DEFAULT_DET_MODEL
+        assert tuple(detector.kwargs["classes"]) == DEFAULT_CLASSES[dataset]
+
+
+def test_every_zoo_model_gets_its_data_sets_boxes(fake_yolo):
+    from poseapp.cli import _build_detector
+    from poseapp.detect import WholeFrameDetector, box_rule_for
+    from poseapp.zoo import list_recipes
+
+    for recipe in list_recipes():
+        detector = _build_detector(predict_opts(), recipe, "cpu")
+        classes = box_rule_for(recipe.dataset).classes
+        if classes is None:
+            assert isinstance(detector, WholeFrameDetector), recipe.name
+        else:
+            assert tuple(detector.kwargs["classes"]) == classes, recipe.name
+
+
+def test_options_override_the_default_boxes(tmp_path, fake_yolo):
+    from poseapp.cli import _build_detector
+    from poseapp.detect import BoxesFile, WholeFrameDetector
+
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text("[]")
+    for dataset in ("coco", "locust", "wflw"):
+        assert isinstance(_build_detector(predict_opts("--boxes", boxes), recipe_of(dataset), "cpu"), BoxesFile)
+    locust = _build_detector(predict_opts("--det-classes", "person, dog", "--det-model", "det.onnx", "--det-conf",
+                                          0.5), recipe_of("locust"), "cpu")
+    assert locust.model == "det.onnx" and locust.kwargs["classes"] == ["person", "dog"]
+    assert locust.kwargs["conf"] == 0.5
+    wflw = _build_detector(predict_opts("--det-classes", "person"), recipe_of("wflw"), "cpu")
+    assert wflw.kwargs["classes"] == ["person"]
+    coco = _build_detector(predict_opts("--det-model", "none"), recipe_of("coco"), "cpu")
+    assert isinstance(coco, WholeFrameDetector)
+
+
+def test_face_from_builds_the_person_model_on_person_boxes(monkeypatch, fake_yolo):
+    """--face-from: YOLO keeps persons, the named model (mocked) finds their heads, FaceFromPose makes the boxes."""
+    import poseapp.api
+    from poseapp.cli import _build_detector
+    from poseapp.detect import FaceFromPose, WholeFrameDetector
+    from poseapp.keypoints import get_keypoint_set
+
+    calls = []
+
+    class HeadModel:  # a frontal head at the top of every person box, as wide as a third of the box
+        keypoint_set = get_keypoint_set("coco")
+
+        def __call__(self, images, boxes):
+            out = []
+            for b in boxes:
+                keypoints, scores = np.zeros((len(b), 17, 2)), np.full((len(b), 17), 0.9)
+                for i, (x0, y0, x1, _) in enumerate(b):
+                    width = (x1 - x0) / 3
+                    keypoints[i, :5] = [[0, 0.3], [0.22, 0], [-0.22, 0], [0.5, 0.12], [-0.5, 0.12]]
+                    keypoints[i, :5] = keypoints[i, :5] * width + [(x0 + x1) / 2, y0 + 0.2 * width]
+                out.append((keypoints, scores))
+            return out
+
+    def create_model(model, **kwargs):
+        calls.append((model, kwargs))
+        return HeadModel()
+
+    monkeypatch.setattr(poseapp.api, "create_model", create_model)
+    opts = predict_opts("--face-from", "res50_coco-256x192", "--face-from-thr", 0.4, "--no-flip", "--batch-size", 4)
+    detector = _build_detector(opts, recipe_of("wflw"), "cpu")
+    assert isinstance(detector, FaceFromPose) and detector.thr == 0.4
+    assert isinstance(detector.persons, FakeYolo) and tuple(detector.persons.kwargs["classes"]) == (0,)
+    assert calls == [("res50_coco-256x192", dict(arch=None, device="cpu", half=False, batch_size=4,
+                                                 flip_test=False))]
+    frame = Frame(np.zeros((100, 80, 3), np.uint8), "face.jpg")
+    (faces,) = detector([frame])  # person [10, 10, 60, 90]: a head 16.7 px wide at its top
+    np.testing.assert_allclose(faces.boxes, [[35 - 25 / 3, 10, 35 + 25 / 3, 10 + 50 / 3]], atol=1e-3)
+    assert faces.scores.tolist() == pytest.approx([0.8]) and faces.labels.tolist() == [-1]
+
+    whole = _build_detector(predict_opts("--face-from", "res50_coco-256x192", "--det-model", "none"),
+                            recipe_of("wflw"), "cpu")
+    assert isinstance(whole.persons, WholeFrameDetector)
+
+
+def face_model() -> str:
+    from poseapp.zoo import list_recipes
+
+    names = [r.name for r in list_recipes() if r.dataset == "wflw"]
+    if not names:
+        pytest.skip("no WFLW model in the zoo")
+    return names[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--face-from", "res50_coco-256x192"], ["--face-from makes face boxes for a face model (WFLW)",
+                                             "hrnet-w32_coco-256x192 is a COCO model (boxes: person)",
+                                             "drop --face-from"]),
+    (["-m", "FACE", "--face-from", "res50_coco-256x192", "--boxes", "boxes.json"],
+     ["--face-from and --boxes both give the face boxes: pass one of them"]),
+    (["-m", "FACE", "--face-from", "res50_coco"],
+     ["--face-from res50_coco: unknown model 'res50_coco'. Did you mean: res50_coco-256x192"]),
+    (["-m", "FACE", "--face-from", "res50_ap10k-256x256"],
+     ["--face-from res50_ap10k-256x256 has the ap10k keypoint set: face boxes need a person model with COCO "
+      "keypoints (nose, eyes and ears first), e.g. --face-from res50_coco-256x192"]),
+    (["-m", "FACE", "--face-from", "missing/person.pth"],
+     ["--face-from missing/person.pth: checkpoint 'missing/person.pth' does not exist (check --face-from"]),
+    (["-m", "FACE", "--face-from", "person.pth"],
+     ["--face-from person.pth: cannot tell which model 'person.pth' is", "pass --face-from-arch NAME"]),
+    (["-m", "FACE", "--face-from-arch", "res50_coco-256x192"], ["--face-from-arch", "add --face-from PATH"]),
+    (["--det-classes", "dog", "--det-model", "none"], ["--det-classes needs a detector: drop --det-model none"]),
+    (["--det-classes", "dog", "--boxes", "boxes.json"], ["--det-classes picks detector boxes and --boxes"]),
+    (["--det-classes", " , "], ["--det-classes is empty"]),
+], ids=["not-a-face-model", "with-boxes", "unknown-name", "not-coco-keypoints", "missing-path", "unknown-file",
+        "arch-alone", "classes-without-detector", "classes-with-boxes", "empty-classes"])
+def test_bad_box_options_fail_before_any_model_loads(tmp_path, monkeypatch, no_model_load, args, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "boxes.json").write_text("[]")
+    (tmp_path / "person.pth").write_bytes(b"not read")
+    image = write_png(tmp_path / "x.png")
+    args = [face_model() if a == "FACE" else a for a in args]
+    line = error_line(cli("--source", image, *args, "--out", tmp_path / "out"))
+    for text in expected:
+        assert text in line
+    assert not (tmp_path / "out").exists()
+
+
+@needs_shared
+def test_face_model_with_face_from_on_wflw_images(tmp_path, make_checkpoint):
+    """The real detector finds persons, a COCO model (random weights) their heads, and the WFLW model (random
+    weights) runs on the face boxes: only the wiring is checked."""
+    out = tmp_path / "out"
+    result = cli("--source", DATA / "wflw", "--pose-model", make_checkpoint("wflw_res50_reg"), "--pose-arch",
+                 face_model(), "--face-from", make_checkpoint("coco_res50_hm"), "--face-from-arch",
+                 "res50_coco-256x192", "--face-from-thr", 0.2, "--det-model", DETECTOR, "--max-det", 2, "--no-flip",
+                 "--json", "--no-save", "--out", out)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["keypoint_set"] == "wflw" and len(doc["images"]) == 2
+    assert sum(len(e["instances"]) for e in doc["images"]) >= 1
+    for entry in doc["images"]:
+        assert len(entry["instances"]) <= 2  # one face per person at most
+        for face in entry["instances"]:
+            x0, y0, x1, y1 = face["bbox"]
+            assert 0 <= x0 < x1 <= entry["width"] and 0 <= y0 < y1 <= entry["height"]
+            assert len(face["keypoints"]) == 98
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,21 +566,40 @@ def test_models_lists_the_zoo():
     result = cli("models")
     assert result.exit_code == 0
     rows = result.stdout.splitlines()
-    assert rows[0].split()[:5] == ["name", "dataset", "arch", "codec", "input"]
+    assert rows[0].split()[:6] == ["name", "dataset", "boxes", "arch", "codec", "input"]
     names = [r.name for r in list_recipes()]
     assert [row.split()[0] for row in rows[1:]] == names
     assert f"{len(names)} model(s)" in result.stderr
     assert "hrnet-w32_coco-256x192" in names
 
 
+def test_models_boxes_column_is_each_data_sets_default():
+    from poseapp.detect import box_rule_for
+    from poseapp.zoo import list_recipes
+
+    result = cli("models")
+    assert result.exit_code == 0
+    header, *rows = result.stdout.splitlines()
+    start, stop = header.index("boxes"), header.index("arch")
+    column = {row.split()[0]: row[start:stop].strip() for row in rows}
+    assert column == {r.name: box_rule_for(r.dataset).summary for r in list_recipes()}
+    seen = set(column.values())
+    assert {"person", "animals (cat,dog,horse,sheep,cow)", "animals (bird,cat,dog,...)", "whole frame"} <= seen
+    if any(r.dataset == "wflw" for r in list_recipes()):
+        assert "face" in seen
+
+
 def test_models_filtered_by_dataset():
+    from poseapp.zoo import list_recipes
+
     result = cli("models", "--dataset", "ap10k")
     assert result.exit_code == 0
     rows = result.stdout.splitlines()[1:]
-    assert sorted(row.split()[0] for row in rows) == ["hrnet-w32_ap10k-256x256", "hrnet-w48_ap10k-256x256",
-                                                      "res101_ap10k-256x256", "res50_ap10k-256x256"]
+    expected = sorted(r.name for r in list_recipes() if r.dataset == "ap10k")
+    assert {"hrnet-w32_ap10k-256x256", "res50_ap10k-256x256"} <= set(expected)
+    assert sorted(row.split()[0] for row in rows) == expected
     assert all(row.split()[1] == "ap10k" for row in rows)
-    assert "4 model(s)" in result.stderr
+    assert f"{len(expected)} model(s)" in result.stderr
 
 
 def test_fetch_downloads_the_recipes_file(tmp_path, monkeypatch):
@@ -422,6 +650,21 @@ def test_help_is_instant_and_imports_nothing_heavy():
     assert "HEAVY []" in proc.stdout
     assert "--source" in proc.stdout and "models" in proc.stdout and "fetch" in proc.stdout
     assert elapsed < 10  # python + click only (≈0.3 s when the machine is idle)
+
+
+def test_predict_help_says_each_data_sets_default_boxes():
+    from poseapp.detect import box_rules
+
+    result = cli("predict", "--help")
+    assert result.exit_code == 0
+    epilog = " ".join(result.stdout.split("Default boxes, by the pose model's data set:")[1].split())
+    person = epilog.split("person ", 1)[1].split(": the detector's person class.")[0]
+    assert person.split(", ") == [r.title for r in box_rules().values() if r.kind == "person"]
+    assert ("AnimalPose (cat, dog, horse, sheep, cow), AP-10K (bird, cat, dog, horse, sheep, cow, elephant, bear, "
+            "zebra, giraffe): the detector's classes of those animals.") in epilog
+    assert "whole frame Locust, Zebra, Animal Kingdom: the whole frame" in epilog
+    assert "face WFLW: the whole frame." in epilog
+    assert "--face-from MODEL makes a face box per detected person" in epilog and "--boxes FILE" in epilog
 
 
 def test_help_and_version_real_process():

@@ -1,4 +1,6 @@
-"""Detectors: the real YOLO (int8 ONNX) on real COCO images, whole-frame boxes, COCO boxes files, class tables."""
+"""Detectors: the real YOLO (int8 ONNX) on real COCO images, whole-frame boxes, COCO boxes files, the
+per-data-set box table, and face boxes from a person model's head keypoints (known numbers, WFLW's ground
+truth, and a real run of YOLO + a COCO model on WFLW images)."""
 from __future__ import annotations
 
 import json
@@ -13,14 +15,20 @@ import pytest
 from conftest import DATA, DETECTOR, ROOT, load_fixture, needs_shared
 
 from poseapp.detect import (
+    COCO_HEAD,
     BoxesFile,
     DetectorError,
+    FaceFromPose,
     WholeFrameDetector,
     YoloDetector,
+    box_rule_for,
+    box_rules,
     detector_classes_for,
+    face_boxes_from_keypoints,
     resolve_classes,
 )
 from poseapp.errors import UnknownNameError
+from poseapp.keypoints import get_keypoint_set
 from poseapp.results import Detections, Frame
 
 COCO = DATA / "coco"
@@ -328,16 +336,52 @@ def test_malformed_boxes_file_names_the_file_and_the_problem(tmp_path, content, 
         ("deepfashion_lower", (0,)),
         ("deepfashion_full", (0,)),
         ("deepfashion2", (0,)),
-        ("wflw", (0,)),
         ("animalpose", (15, 16, 17, 18, 19)),
         ("ap10k", (14, 15, 16, 17, 18, 19, 20, 21, 22, 23)),
         ("locust", None),
         ("zebra", None),
         ("animalkingdom", None),
+        ("ak", None),
+        ("wflw", None),  # no COCO face class: the whole frame, or --face-from
     ],
 )
 def test_detector_classes_for(dataset, classes):
     assert detector_classes_for(dataset) == classes
+
+
+@pytest.mark.parametrize(
+    "dataset, kind, summary",
+    [
+        ("coco", "person", "person"),
+        ("mpii", "person", "person"),
+        ("deepfashion_upper", "person", "person"),
+        ("deepfashion_lower", "person", "person"),
+        ("deepfashion_full", "person", "person"),
+        ("deepfashion2", "person", "person"),
+        ("animalpose", "animals", "animals (cat,dog,horse,sheep,cow)"),
+        ("ap10k", "animals", "animals (bird,cat,dog,...)"),
+        ("locust", "whole frame", "whole frame"),
+        ("zebra", "whole frame", "whole frame"),
+        ("animalkingdom", "whole frame", "whole frame"),
+        ("wflw", "face", "face"),
+    ],
+)
+def test_box_rule_for_each_data_set(dataset, kind, summary):
+    rule = box_rule_for(dataset)
+    assert (rule.kind, rule.summary) == (kind, summary)
+    assert rule.face == (dataset == "wflw")
+
+
+def test_box_rules_name_their_classes_and_cover_the_zoo():
+    from poseapp.zoo import list_recipes
+
+    rules = box_rules()
+    assert rules["ap10k"].class_names == ["bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear",
+                                          "zebra", "giraffe"]
+    assert rules["coco"].class_names == ["person"] and rules["locust"].class_names == []
+    assert "ak" not in rules and box_rule_for("AK") is rules["animalkingdom"]  # aliases, case and '-' tolerated
+    for recipe in list_recipes():  # a new data set in zoo.json needs its row in detect.py's table
+        box_rule_for(recipe.dataset)
 
 
 def test_detector_classes_for_unknown_dataset_suggests():
@@ -357,3 +401,200 @@ def test_resolve_classes_typo_suggests_the_name():
         resolve_classes(["persn"], COCO_NAMES)
     with pytest.raises(UnknownNameError, match="unknown detector class id '99'"):
         resolve_classes(["99"], COCO_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Face boxes from head keypoints
+# ---------------------------------------------------------------------------------------------------------------
+
+# A frontal head in face widths, origin between the pupils (COCO_HEAD order): nose, left eye, right eye,
+# left ear, right ear. The subject's left is the image's right.
+FRONTAL = np.array([[0.0, 0.30], [0.22, 0.0], [-0.22, 0.0], [0.5, 0.12], [-0.5, 0.12]])
+
+
+def person(head: np.ndarray, head_scores=(0.9,) * 5) -> tuple[np.ndarray, np.ndarray]:
+    """(17, 2) keypoints and (17,) scores of a person whose first 5 are ``head``; the body scores 0.9 too."""
+    keypoints = np.full((17, 2), 1000.0)
+    keypoints[:5] = head
+    scores = np.full(17, 0.9)
+    scores[:5] = head_scores
+    return keypoints, scores
+
+
+def frontal(cx: float, eye_y: float, width: float) -> np.ndarray:
+    return FRONTAL * width + [cx, eye_y]
+
+
+def stack(*persons: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return np.stack([k for k, _ in persons]), np.stack([s for _, s in persons])
+
+
+def test_frontal_face_box_is_ear_to_ear_and_brow_to_chin():
+    """Ears 100 px apart: the box is 100 wide, from 20 px above the eyes to 80 px below them, centred."""
+    keypoints, scores = stack(person(frontal(200, 100, 100)))
+    boxes, kept = face_boxes_from_keypoints(keypoints, scores, thr=0.3)
+    assert boxes.dtype == np.float32 and kept.dtype == np.int64 and kept.tolist() == [0]
+    np.testing.assert_allclose(boxes, [[150, 80, 250, 180]], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "visible",
+    [(0, 1, 1, 0, 0), (1, 1, 1, 0, 0), (0, 0, 0, 1, 1), (0, 1, 1, 1, 1)],
+    ids=["eyes", "eyes+nose", "ears", "no-nose"],
+)
+def test_frontal_face_box_from_part_of_the_head(visible):
+    """Hidden ears, or hidden eyes (the eye line is then 0.12 face widths above the ears): the same box.
+    (One hidden ear moves the box towards the other: the rule reads that as a head turned away from it.)"""
+    keypoints, scores = stack(person(frontal(200, 100, 100), np.array(visible) * 0.9))
+    boxes, kept = face_boxes_from_keypoints(keypoints, scores, thr=0.3)
+    assert kept.tolist() == [0]
+    np.testing.assert_allclose(boxes, [[150, 80, 250, 180]], atol=0.5)
+
+
+def test_profile_face_box_spans_ear_to_nose():
+    """Facing the image's left, one eye and one ear: the box is centred between the ear and the nose tip,
+    contains both, has the eyes at 20% of its height, and is no wider than the face (ear to nose is 80 px,
+    0.73 face widths on the mean head: 110 px) nor much narrower."""
+    head = np.array([[100, 130], [0, 0], [125, 100], [0, 0], [180, 112]], np.float64)
+    keypoints, scores = stack(person(head, (0.9, 0.0, 0.9, 0.0, 0.9)))
+    (box,), kept = face_boxes_from_keypoints(keypoints, scores, thr=0.3)
+    x0, y0, x1, y1 = box
+    assert kept.tolist() == [0]
+    assert (x0 + x1) / 2 == pytest.approx(140) and x0 < 100 and x1 > 180
+    assert x1 - x0 == pytest.approx(y1 - y0, abs=1e-3) and 85 < y1 - y0 <= 110
+    assert (100 - y0) / (y1 - y0) == pytest.approx(0.2, abs=1e-4)
+
+
+def test_persons_with_too_few_confident_head_keypoints_get_no_box():
+    keypoints, scores = stack(
+        person(frontal(200, 100, 100)),
+        person(frontal(500, 100, 100), (0.9, 0.1, 0.1, 0.1, 0.1)),  # the nose only
+        person(frontal(800, 100, 100), (0.29,) * 5),  # all just below thr
+        person(frontal(300, 300, 50), (0.0, 0.3, 0.3, 0.0, 0.0)),  # two eyes scoring exactly thr: kept
+        person(np.full((5, 2), 40.0)),  # every head keypoint at one pixel: no size
+    )
+    boxes, kept = face_boxes_from_keypoints(keypoints, scores, thr=0.3)
+    assert kept.tolist() == [0, 3]
+    np.testing.assert_allclose(boxes[1], [275, 290, 325, 340], atol=1e-3)
+
+
+def test_no_persons_no_boxes():
+    boxes, kept = face_boxes_from_keypoints(np.zeros((0, 17, 2)), np.zeros((0, 17)), thr=0.3)
+    assert boxes.shape == (0, 4) and boxes.dtype == np.float32 and kept.shape == (0,) and kept.dtype == np.int64
+
+
+@needs_shared
+def test_face_box_from_wflw_ground_truth_overlaps_the_wflw_box():
+    """WFLW's 98 landmarks as COCO head keypoints (pupils 96/97 as eyes, nose tip 54 as nose): the rule's box
+    against the tight box around the 98 landmarks (the box WFLW's centre/scale describe), on 4 real faces."""
+    ann = json.loads((DATA / "wflw" / "test_wflw.json").read_text())
+    ious = []
+    for a in ann["annotations"]:
+        landmarks = np.asarray(a["keypoints"], np.float64).reshape(98, 3)[:, :2]
+        head = np.zeros((5, 2))
+        head[:3] = landmarks[[54, 97, 96]]  # nose tip, the subject's left pupil, right pupil
+        keypoints, scores = stack(person(head, (0.9, 0.9, 0.9, 0.0, 0.0)))
+        boxes, _ = face_boxes_from_keypoints(keypoints, scores, thr=0.3)
+        tight = np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)])[None]
+        ious.append(float(iou_xyxy(boxes.astype(np.float64), tight)[0, 0]))
+    assert len(ious) == 4 and min(ious) >= 0.75, ious
+
+
+class FakePersonModel:
+    """A person pose model stand-in: returns the given (keypoints, scores) per frame and records its input."""
+
+    def __init__(self, outputs: list[tuple[np.ndarray, np.ndarray]], keypoint_set: str = "coco") -> None:
+        self.outputs = outputs
+        self.keypoint_set = get_keypoint_set(keypoint_set)
+        self.calls: list[list[np.ndarray]] = []
+
+    def __call__(self, images, boxes):
+        self.calls.append([np.asarray(b) for b in boxes])
+        return self.outputs
+
+
+class FixedBoxes:
+    """A detector stand-in: the same Detections for every frame."""
+
+    def __init__(self, det: Detections) -> None:
+        self.det = det
+
+    def __call__(self, frames):
+        return [self.det for _ in frames]
+
+
+def test_face_from_pose_runs_the_person_model_on_the_person_boxes_and_clips_to_the_frame():
+    persons = Detections(np.array([[0, 0, 100, 100], [100, 0, 150, 100], [150, 0, 200, 100], [0, 0, 5, 5]],
+                                  np.float32), np.array([0.9, 0.8, 0.7, 0.6], np.float32), np.zeros(4, np.int64))
+    keypoints, scores = stack(
+        person(frontal(50, 30, 20)),  # -> [40, 26, 60, 46]
+        person(frontal(120, 30, 20), (0.1,) * 5),  # not confident: no face
+        person(frontal(195, 90, 20)),  # -> [185, 86, 205, 106], clipped at the frame's corner
+        person(frontal(300, 50, 20)),  # outside the frame: dropped
+    )
+    model = FakePersonModel([(keypoints, scores)])
+    frame = blank_frame("face.jpg", h=100, w=200)
+    (faces,) = FaceFromPose(FixedBoxes(persons), model, thr=0.3)([frame])
+    np.testing.assert_array_equal(model.calls[0][0], persons.boxes)
+    np.testing.assert_allclose(faces.boxes, [[40, 26, 60, 46], [185, 86, 200, 100]], atol=1e-3)
+    assert faces.boxes.dtype == np.float32 and faces.scores.dtype == np.float32 and faces.labels.dtype == np.int64
+    assert faces.scores.tolist() == pytest.approx([0.9, 0.7]) and faces.labels.tolist() == [-1, -1]
+    assert FaceFromPose(FixedBoxes(persons), model)([]) == []
+
+
+def test_face_from_pose_needs_coco_head_keypoints():
+    model = FakePersonModel([], keypoint_set="ap10k")
+    with pytest.raises(DetectorError, match="has the ap10k keypoint set: face boxes need a person model") as e:
+        FaceFromPose(WholeFrameDetector(), model)
+    assert "--face-from" in str(e.value) and "\n" not in str(e.value)
+    assert get_keypoint_set("coco").names[:5] == COCO_HEAD
+
+
+@pytest.fixture(scope="module")
+def person_model(make_checkpoint):
+    """A COCO ResNet-50 heatmap model with the parity checkpoint's random weights, flip test off."""
+    from poseapp.api import create_model
+
+    return create_model(make_checkpoint("coco_res50_hm", "1x"), arch="res50_coco-256x192", device="cpu",
+                        flip_test=False)
+
+
+class Recorder:
+    """Wraps a detector or pose model and keeps its last output."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.keypoint_set = getattr(inner, "keypoint_set", None)
+        self.recipe = getattr(inner, "recipe", None)
+        self.last = None
+
+    def __call__(self, *args):
+        self.last = self.inner(*args)
+        return self.last
+
+
+@needs_shared
+def test_face_from_pose_on_wflw_images_with_the_real_detector(yolo, person_model):
+    """YOLO's two best persons per WFLW image, a COCO model with random weights: only the wiring is checked
+    (one face box per person with 2 confident head keypoints, from that person's keypoints, inside the image)."""
+    import cv2
+
+    frames = [Frame(cv2.imread(str(p)), str(p)) for p in sorted((DATA / "wflw").glob("*.jpg"))]
+    top2 = Recorder(lambda fs: [Detections(d.boxes[:2], d.scores[:2], d.labels[:2]) for d in yolo(fs)])
+    model = Recorder(person_model)
+    thr = 0.2
+    out = FaceFromPose(top2, model, thr=thr)(frames)
+    assert len(out) == len(frames) == 2
+    total = 0
+    for frame, persons, (keypoints, scores), faces in zip(frames, top2.last, model.last, out):
+        h, w = frame.shape
+        assert len(persons) == 2 and keypoints.shape == (2, 17, 2)
+        confident = (scores[:, :5] >= thr).sum(axis=1) >= 2
+        assert len(faces) == confident.sum()
+        expected, kept = face_boxes_from_keypoints(keypoints, scores, thr)
+        np.testing.assert_allclose(faces.boxes, np.clip(expected, 0, [w, h, w, h]), atol=1e-3)
+        np.testing.assert_array_equal(faces.scores, persons.scores[kept])
+        assert (faces.boxes[:, :2] >= 0).all() and (faces.boxes[:, 2] <= w).all() and (faces.boxes[:, 3] <= h).all()
+        assert (faces.boxes[:, 2:] > faces.boxes[:, :2]).all()
+        total += len(faces)
+    assert total >= 1
