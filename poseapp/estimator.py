@@ -26,6 +26,12 @@ VECTOR_CODECS = ("simcc", "simdr")
 COORDINATE_CODECS = ("regression", "rle")
 
 
+def as_outputs(out) -> tuple:
+    """A network's output as a tuple: a tensor (heatmaps, coordinates) becomes a 1-tuple, SimCC's (x, y)
+    pair stays a pair."""
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 def build_codec(recipe: Recipe) -> Codec:
     """The decoder a recipe names."""
     size, hm = recipe.input_size, recipe.heatmap_size
@@ -42,9 +48,9 @@ def build_codec(recipe: Recipe) -> Codec:
     if recipe.codec in COORDINATE_CODECS:
         return RegressionCodec(size)
     if recipe.codec == "simcc":
-        return SimCCCodec(size, recipe.simcc_split_ratio)
+        return SimCCCodec(recipe.simcc_split_ratio)
     if recipe.codec == "simdr":
-        return SimDRCodec(size, recipe.simcc_split_ratio)
+        return SimDRCodec(recipe.simcc_split_ratio)
     raise ValueError(f"recipe {recipe.name}: unknown codec '{recipe.codec}'")
 
 
@@ -149,15 +155,17 @@ class TopDownEstimator:
         return x.half() if self.half else x
 
     def _run(self, x) -> tuple:
-        """The network on a normalised batch, as a float32 tuple; RLE sigmas pass through the sigmoid
-        (MMPose ``RLEHead.predict`` does so before the flip average)."""
-        out = self.model(x)
-        out = tuple(t.float() for t in (out if isinstance(out, (tuple, list)) else (out,)))
-        if self.recipe.codec == "rle":
-            coords = out[0].clone()
-            coords[..., 2:] = coords[..., 2:].sigmoid()
-            out = (coords,)
-        return out
+        """The network on a normalised batch, as an activated float32 tuple (see ``_activate``)."""
+        return self._activate(tuple(t.float() for t in as_outputs(self.model(x))))
+
+    def _activate(self, outputs: tuple) -> tuple:
+        """Raw head outputs -> what the flip average and codec take: RLE sigma logits pass through the
+        sigmoid (MMPose ``RLEHead.predict`` does so before the flip average); others are unchanged."""
+        if self.recipe.codec != "rle":
+            return outputs
+        coords = outputs[0].clone()
+        coords[..., 2:] = coords[..., 2:].sigmoid()
+        return (coords,)
 
     def _flip_back(self, outputs: tuple) -> tuple:
         """Outputs for the mirrored crop -> aligned with the original's, for the recipe's output kind."""

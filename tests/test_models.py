@@ -16,6 +16,7 @@ import torch
 
 from conftest import PARITY, SHARED, load_fixture, needs_shared, raw_reference
 from poseapp.errors import CheckpointError, UnknownNameError
+from poseapp.estimator import as_outputs
 from poseapp.models import adapt_state_dict, available_archs, build_model, load_weights, read_checkpoint, register_arch
 from poseapp.models.checkpoint import check_state_dict
 from poseapp.models.hrnet import HRNET_CFGS
@@ -165,11 +166,6 @@ def test_deeper_resnets_have_mmpose_stage_depths(arch, blocks):
 
 
 # ----------------------------------------------------------------------------------------------- parity
-def as_list(out) -> list[np.ndarray]:
-    """A model output (tensor, or tuple of tensors for SimCC) as a list of numpy arrays."""
-    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-
 @needs_shared
 @pytest.mark.parametrize("name", list(CASES))
 def test_raw_outputs_match_reference(name, loaded):
@@ -180,7 +176,7 @@ def test_raw_outputs_match_reference(name, loaded):
     assert (x.shape[3], x.shape[2]) == tuple(int(v) for v in fx["input_size"])  # (w, h)
     batch = x if sithu else torch.cat([x, x.flip(-1)])
     with torch.inference_mode():
-        out = as_list(model(batch))
+        out = [t.numpy() for t in as_outputs(model(batch))]
     for ours, ref in zip(out, raw_reference(fx), strict=True):
         assert_maps_close(ours[0], ref)
     if not sithu:

@@ -35,11 +35,9 @@ class SimCCCodec:
     """MMPose ``SimCCLabel`` decoding (no DARK refinement: none of the zoo's configs uses it).
 
     Args:
-        input_size: (w, h) of the model input.
         split_ratio: bins per input pixel (vector lengths are w * ratio and h * ratio).
     """
 
-    input_size: tuple[int, int]
     split_ratio: float = 2.0
 
     def decode(self, simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +53,6 @@ class SimDRCodec:
     The repo returns no scores; ours are min(max prob x, max prob y), in [0, 1].
     """
 
-    input_size: tuple[int, int]
     split_ratio: float = 2.0
 
     def decode(self, simdr_x: np.ndarray, simdr_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
