@@ -35,14 +35,15 @@ def as_outputs(out) -> tuple:
 def build_codec(recipe: Recipe) -> Codec:
     """The decoder a recipe names."""
     size, hm = recipe.input_size, recipe.heatmap_size
+    blur = int(recipe.codec_params.get("blur_kernel_size", 11))  # DARK and UDP refinement
     if recipe.codec in HEATMAP_CODECS and hm is None:
         raise ValueError(f"recipe {recipe.name}: codec '{recipe.codec}' needs a heatmap_size")
     if recipe.codec == "msra":
         return MSRAHeatmap(size, hm)
     if recipe.codec == "dark":
-        return MSRAHeatmap(size, hm, unbiased=True)
+        return MSRAHeatmap(size, hm, unbiased=True, blur_kernel_size=blur)
     if recipe.codec == "udp":
-        return UDPHeatmap(size, hm)
+        return UDPHeatmap(size, hm, blur_kernel_size=blur)
     if recipe.codec == "hrnet":
         return HRNetHeatmap(size, hm)
     if recipe.codec in COORDINATE_CODECS:
