@@ -1,15 +1,29 @@
-"""The only place that downloads: the weights cache, streamed downloads with a hash check, temp file + rename.
+"""The only place that downloads: the weights cache, resumable downloads with retries, hash check, temp file + rename.
 
 - ``cache_dir()``: ``$POSEAPP_HOME`` if set, else ``weights/`` beside the ``poseapp`` package.
-- ``fetch(url, filename, sha256_prefix)``: the cached file if present and intact (no network at all),
-  otherwise ``download()`` it into the cache. ``POSEAPP_OFFLINE=1`` forbids the download.
+- ``cached_path(filename, sha256_prefix, cache=None)``: the intact cached file or None; never touches the network.
+- ``fetch(url, filename, sha256_prefix, cache=None)``: the cached file if present and intact (no network at all),
+  otherwise ``download()`` it into the cache (``cache`` or ``cache_dir()``). ``POSEAPP_OFFLINE=1`` forbids that.
 - ``download(url, dest, sha256_prefix=...)``: streams into ``dest.name + ".part"`` beside ``dest`` while
-  hashing, checks the sha256 prefix, and only then renames to ``dest`` (``os.replace``). A failure of any
-  kind deletes the ``.part`` file: a partial or corrupt file never sits under the final name.
+  hashing, checks the sha256 prefix, and only then renames to ``dest`` (``os.replace``): a partial or corrupt
+  file never sits under the final name. A ``.part`` left by a cut, a stall or an interrupted run is resumed with
+  an HTTP Range request. Network errors, cuts, timeouts (no data for ``timeout`` s) and HTTP 5xx/429 are retried
+  ``retries`` times, sleeping ``backoff * 2**i`` s in between; other HTTP 4xx are not. The ``.part`` is kept when
+  the network gave up (the next run resumes) and deleted on anything else (hash mismatch, HTTP 4xx, ...).
+- ``mirror_url(url)``: with ``POSEAPP_MIRROR=https://host/prefix``, every URL's scheme and host are replaced by
+  the mirror's (``https://download.openmmlab.com/a/b.pth`` -> ``https://host/prefix/a/b.pth``); ``download()``
+  applies it, so ``fetch()`` does too.
+- Google Drive URLs (hosts in ``GDRIVE_HOSTS``) are fetched with ``gdown`` (imported lazily), which gets past
+  Drive's large-file confirmation page; the file is then checked and renamed exactly like an HTTP download. Drive
+  downloads restart from zero (no resume). Behind a mirror the host is the mirror's, so plain HTTP is used.
 
-Progress: ``progress=True`` shows a tqdm bar on stderr (hidden when stderr is not a terminal); this bar
-is the library's one permitted console output. Pass ``progress=False`` for none, or a callable
-``progress(done_bytes, total_bytes_or_None)`` to report it yourself (the CLI, a GUI, a test).
+Cache stamps: beside a verified cached file sits ``<filename>.sha256`` (one line: hex sha256, size, mtime_ns).
+While the file's size and mtime_ns match the stamp, a cache check trusts the stamp's digest instead of re-hashing
+(a 250 MB checkpoint is not re-read on every run); a touched or changed file is re-hashed.
+
+Progress: ``progress=True`` shows a tqdm bar on stderr (hidden when stderr is not a terminal); this bar is the
+library's one permitted console output (gdown's own output is always silenced). Pass ``progress=False`` for none,
+or a callable ``progress(done_bytes, total_bytes_or_None)`` to report it yourself (the CLI, a GUI, a test).
 """
 from __future__ import annotations
 
@@ -19,10 +33,12 @@ import http.client
 import logging
 import os
 import re
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Union
 
 from poseapp.errors import PoseAppError
 
@@ -31,12 +47,21 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, Union[int, None]], None]
 """``progress(done_bytes, total_bytes)``; total is None when the server sends no Content-Length."""
 
+GDRIVE_HOSTS: tuple[str, ...] = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
+"""Hosts whose URLs are downloaded with gdown (Google Drive's confirmation page, cookies, redirects)."""
+
 _CHUNK = 1 << 20
 _TRUE = {"1", "true", "yes", "on"}
+_STAMP = ".sha256"
+_sleep = time.sleep  # the back-off between attempts; tests replace it
 
 
 class DownloadError(PoseAppError):
     """A download failed (HTTP error, timeout, hash mismatch) or is forbidden offline; names the URL and fix."""
+
+
+class _Transient(Exception):
+    """One attempt failed in a way a retry may cure (network error, cut, timeout, HTTP 5xx/429); one-line why."""
 
 
 def cache_dir() -> Path:
@@ -52,18 +77,58 @@ def is_offline() -> bool:
     return os.environ.get("POSEAPP_OFFLINE", "").strip().lower() in _TRUE
 
 
+def mirror_url(url: str) -> str:
+    """``url`` with its scheme and host replaced by ``$POSEAPP_MIRROR`` (path and query kept); unchanged if unset.
+
+    ``POSEAPP_MIRROR=https://host/prefix`` maps ``https://download.openmmlab.com/mmpose/v1/a.pth`` to
+    ``https://host/prefix/mmpose/v1/a.pth``. A value without an http(s) scheme and a host raises DownloadError.
+    """
+    mirror = os.environ.get("POSEAPP_MIRROR", "").strip()
+    if not mirror:
+        return url
+    base = urllib.parse.urlsplit(mirror)
+    if base.scheme not in ("http", "https") or not base.netloc:
+        raise DownloadError(f"POSEAPP_MIRROR={mirror!r} is not an http(s) URL with a host (e.g. "
+                            "POSEAPP_MIRROR=https://mirror.example.org/poseapp; unset it to use the original URLs)")
+    parts = urllib.parse.urlsplit(url)
+    path = base.path.rstrip("/") + parts.path
+    return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, parts.fragment))
+
+
 def sha256_of(path: str | Path) -> str:
     """The lowercase hex sha256 of the file at ``path``, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
+    _hash_file_into(h, Path(path))
     return h.hexdigest()
 
 
 def check_file_hash(path: str | Path, sha256_prefix: str) -> bool:
     """Whether the sha256 of ``path`` starts with ``sha256_prefix`` (hex, any case)."""
     return sha256_of(path).startswith(_normalise_prefix(sha256_prefix))
+
+
+def cached_path(filename: str, sha256_prefix: str | None = None, cache: str | Path | None = None) -> Path | None:
+    """``<cache>/filename`` if it is there and intact, else None; never touches the network.
+
+    ``cache`` defaults to ``cache_dir()``. With no ``sha256_prefix`` any file present counts. With one, a
+    matching stamp (``<filename>.sha256`` with the file's size and mtime_ns) stands in for the hash; otherwise
+    the file is hashed, and the stamp written (match) or dropped (mismatch).
+    """
+    path = (cache_dir() if cache is None else Path(cache)) / filename
+    if not path.is_file():
+        return None
+    if sha256_prefix is None:
+        return path
+    prefix = _normalise_prefix(sha256_prefix)
+    stamped = _read_stamp(path)
+    if stamped is not None and stamped.startswith(prefix):
+        return path
+    digest = sha256_of(path)
+    if digest.startswith(prefix):
+        _write_stamp(path, digest)
+        return path
+    _stamp_of(path).unlink(missing_ok=True)
+    return None
 
 
 def fetch(
@@ -74,18 +139,23 @@ def fetch(
     name: str | None = None,
     progress: bool | ProgressFn = True,
     timeout: float = 30,
+    retries: int = 3,
+    backoff: float = 1.0,
+    cache: str | Path | None = None,
 ) -> Path:
-    """``cache_dir()/filename``, downloaded from ``url`` unless it is already there and intact.
+    """``<cache>/filename``, downloaded from ``url`` (through ``POSEAPP_MIRROR``) unless already there and intact.
 
-    A cached file is re-hashed on every call when ``sha256_prefix`` is known; a mismatching one is
-    downloaded again. With ``POSEAPP_OFFLINE`` set, an absent (or corrupt) file raises DownloadError
-    telling how to get it; ``name`` (the zoo name) goes into that message.
+    ``cache`` is the folder (None: ``cache_dir()``). A cache hit makes no request (see ``cached_path``); a
+    corrupt cached file is downloaded again. With ``POSEAPP_OFFLINE`` set, an absent (or corrupt) file raises
+    DownloadError telling how to get it; ``name`` (the zoo name) goes into that message. The other arguments
+    are ``download()``'s.
     """
-    dest = cache_dir() / filename
-    if dest.is_file():
-        if sha256_prefix is None or check_file_hash(dest, sha256_prefix):
-            log.debug("cache hit: %s", dest)
-            return dest
+    dest = (cache_dir() if cache is None else Path(cache)) / filename
+    hit = cached_path(filename, sha256_prefix, dest.parent)
+    if hit is not None:
+        log.debug("cache hit: %s", hit)
+        return hit
+    if dest.exists():
         log.warning("cached %s does not match sha256 prefix %s; downloading it again", dest, sha256_prefix)
     if is_offline():
         state = "is not in the cache" if not dest.exists() else "is in the cache but its sha256 does not match"
@@ -93,7 +163,9 @@ def fetch(
             f"{filename} {state} (POSEAPP_OFFLINE is set): run `python infer.py fetch {name or 'NAME'}` "
             f"on a machine with internet, or copy the file to {dest}"
         )
-    return download(url, dest, sha256_prefix=sha256_prefix, progress=progress, timeout=timeout)
+    digest = _download(url, dest, sha256_prefix, progress, timeout, retries, backoff)
+    _write_stamp(dest, digest)
+    return dest
 
 
 def download(
@@ -103,37 +175,244 @@ def download(
     sha256_prefix: str | None = None,
     progress: bool | ProgressFn = True,
     timeout: float = 30,
+    retries: int = 3,
+    backoff: float = 1.0,
 ) -> Path:
-    """Download ``url`` to ``dest`` through ``dest.name + ".part"``; return ``dest``.
+    """Download ``url`` (through ``POSEAPP_MIRROR``) to ``dest`` via ``dest.name + ".part"``; return ``dest``.
 
-    The sha256 is computed while streaming and checked against ``sha256_prefix`` (if given) before the
-    rename. Raises DownloadError naming the URL for an HTTP error (with status and reason), a timeout,
-    a truncated body, a hash mismatch (expected prefix and the digest got) or an unwritable folder; the
-    ``.part`` file is deleted in every failure.
+    The sha256 is computed while streaming and checked against ``sha256_prefix`` (if given) before the rename.
+    An existing ``.part`` is resumed (``Range: bytes=N-``; a 200 or 416 answer restarts from zero). Transient
+    failures (network errors, cuts, no data for ``timeout`` s, HTTP 5xx/429) are retried ``retries`` times after
+    ``backoff * 2**i`` s. Raises DownloadError (one line naming the URL, what happened and the fix) for a
+    permanent HTTP error, retries exhausted (the ``.part`` is kept for the next run), a hash mismatch (expected
+    prefix and digest got; the ``.part`` is deleted), an unwritable folder, or ``POSEAPP_OFFLINE``.
     """
-    dest = Path(dest)
+    _download(url, Path(dest), sha256_prefix, progress, timeout, retries, backoff)
+    return Path(dest)
+
+
+def _download(url: str, dest: Path, sha256_prefix: str | None, progress: bool | ProgressFn, timeout: float,
+              retries: int, backoff: float) -> str:
+    """``download()``, returning the file's hex sha256 (for the cache stamp)."""
     prefix = _normalise_prefix(sha256_prefix) if sha256_prefix is not None else None
+    url = mirror_url(url)
+    if is_offline():
+        raise DownloadError(f"POSEAPP_OFFLINE is set: not downloading {url} (unset POSEAPP_OFFLINE, or copy the "
+                            f"file to {dest})")
     part = dest.with_name(dest.name + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fix = "set POSEAPP_HOME to a writable folder"
         raise DownloadError(f"cannot create {dest.parent} for {url}: {e} ({fix})") from e
-    log.info("downloading %s -> %s", url, dest)
-    done = False
+    drive = urllib.parse.urlsplit(url).hostname in GDRIVE_HOSTS
+    log.info("downloading %s -> %s%s", url, dest, " (Google Drive, via gdown)" if drive else "")
+    with _reporter(progress, dest.name) as report:
+        if drive:
+            digest = _with_retries(url, part, lambda: _gdrive_attempt(url, part, dest, report, timeout),
+                                   retries, backoff, resumable=False)
+        else:
+            digest = _with_retries(url, part, lambda: _http_attempt(url, part, report, timeout),
+                                   retries, backoff, resumable=True)
+    if prefix is not None and not digest.startswith(prefix):
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"sha256 mismatch for {url}: expected prefix {prefix}, got {digest}; the download was deleted "
+            "(retry; if it persists the file changed upstream)"
+        )
+    os.replace(part, dest)
+    return digest
+
+
+def _with_retries(url: str, part: Path, attempt: Callable[[], str], retries: int, backoff: float, *,
+                  resumable: bool) -> str:
+    """``attempt()`` until it returns, retrying a _Transient ``retries`` times with exponential back-off.
+
+    Retries exhausted: DownloadError, keeping a non-empty ``.part`` when ``resumable``. Any other failure
+    (DownloadError, ...) deletes the ``.part``; an interruption (Ctrl-C) leaves it for the next run.
+    """
+    attempts = max(retries, 0) + 1
     try:
-        digest = _stream(url, part, progress, timeout)
-        if prefix is not None and not digest.startswith(prefix):
-            raise DownloadError(
-                f"sha256 mismatch for {url}: expected prefix {prefix}, got {digest}; the download was deleted "
-                "(retry; if it persists the file changed upstream)"
-            )
-        os.replace(part, dest)
-        done = True
-    finally:
-        if not done:
-            part.unlink(missing_ok=True)
-    return dest
+        for i in range(attempts):
+            try:
+                return attempt()
+            except _Transient as e:
+                why = str(e)
+                if i + 1 < attempts:
+                    delay = backoff * 2**i
+                    log.warning("download of %s: %s; retrying in %g s (attempt %d of %d)", url, why, delay, i + 1,
+                                attempts)
+                    _sleep(delay)
+    except Exception:
+        part.unlink(missing_ok=True)
+        raise
+    after = f" after {attempts} attempts" if attempts > 1 else ""
+    if resumable and part.is_file() and part.stat().st_size > 0:
+        fix = f"the partial file {part.name} is kept and the next run resumes"
+    else:
+        part.unlink(missing_ok=True)
+        fix = "check the network (and POSEAPP_MIRROR if set) and try again"
+    raise DownloadError(f"download of {url} failed{after}: {why}; {fix}")
+
+
+# ----------------------------------------------------------------------------------------- HTTP(S) with resume
+
+
+def _http_attempt(url: str, part: Path, report: ProgressFn, timeout: float) -> str:
+    """One GET of ``url`` into ``part`` (resumed with a Range request when ``part`` has bytes); its hex sha256."""
+    offset = part.stat().st_size if part.is_file() else 0
+    response = _open(url, timeout, offset)
+    if offset and (response is None or (response.status == 206 and _range_start(response) != offset)):
+        # 416 (the .part is as long as the file, or longer) or a 206 for other bytes: start over without Range
+        if response is not None:
+            response.close()
+        part.unlink()
+        offset, response = 0, _open(url, timeout, 0)
+    with response:  # not None: only a Range request can get 416
+        if response.status != 206:  # 200: the whole body (a server that ignores Range restarts from zero)
+            offset = 0
+        length = _content_length(response)
+        total = _range_total(response) or (offset + length if length is not None else None)
+        h = hashlib.sha256()
+        if offset:
+            _hash_file_into(h, part)
+        got = offset
+        report(got, total)
+        try:
+            out = open(part, "ab" if offset else "wb")
+        except OSError as e:
+            raise DownloadError(f"cannot write {part} for {url}: {e} (set POSEAPP_HOME to a writable folder)") from e
+        with out:
+            while chunk := _read(response, url, timeout):
+                _write_chunk(out, chunk, part, url)
+                h.update(chunk)
+                got += len(chunk)
+                report(got, total)
+    if total is not None and got != total:
+        raise _Transient(f"got {got} of {total} bytes (connection closed early)")
+    return h.hexdigest()
+
+
+def _open(url: str, timeout: float, offset: int) -> http.client.HTTPResponse | None:
+    """The response to GET ``url`` (from byte ``offset`` when > 0); None for 416 to a Range request."""
+    headers = {"User-Agent": "poseapp"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 416 and offset:
+            return None
+        if e.code == 429 or e.code >= 500:
+            raise _Transient(f"HTTP {e.code} {e.reason}") from e
+        raise DownloadError(f"download of {url} failed: HTTP {e.code} {e.reason} (not retried: check the URL, "
+                            "and POSEAPP_MIRROR if set)") from e
+    except urllib.error.URLError as e:
+        raise _Transient(_reason(e.reason, timeout)) from e
+    except (OSError, http.client.HTTPException) as e:
+        raise _Transient(_reason(e, timeout)) from e
+
+
+def _read(response: http.client.HTTPResponse, url: str, timeout: float) -> bytes:
+    """The next chunk of the body (b"" at its end, or when the server closes early); network errors -> _Transient."""
+    try:
+        return response.read(_CHUNK)
+    except (OSError, http.client.HTTPException) as e:
+        raise _Transient(_reason(e, timeout, "no data")) from e
+
+
+def _write_chunk(out: BinaryIO, chunk: bytes, part: Path, url: str) -> None:
+    try:
+        out.write(chunk)
+    except OSError as e:  # a full disk is no network error: not retried
+        raise DownloadError(f"cannot write {part} for {url}: {e} (free some space, or set POSEAPP_HOME to "
+                            "another folder)") from e
+
+
+def _range_start(response: http.client.HTTPResponse) -> int | None:
+    m = re.fullmatch(r"bytes (\d+)-\d+/(?:\d+|\*)", response.headers.get("Content-Range", "").strip())
+    return int(m[1]) if m else None
+
+
+def _range_total(response: http.client.HTTPResponse) -> int | None:
+    """The whole file's size from a 206's ``Content-Range: bytes a-b/TOTAL``; None when absent or ``*``."""
+    m = re.fullmatch(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", "").strip())
+    return int(m[1]) if m and response.status == 206 else None
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _reason(reason: object, timeout: float, waiting_for: str = "no answer") -> str:
+    """One line for a network failure: a timeout says how long nothing came; an OSError keeps its errno text."""
+    if isinstance(reason, TimeoutError):
+        return f"{waiting_for} for {timeout:g} s (timed out)"
+    if isinstance(reason, OSError) and reason.errno is not None:
+        return str(reason)
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}: {reason}"
+    return str(reason)
+
+
+# ----------------------------------------------------------------------------------------- Google Drive (gdown)
+
+
+def _gdrive_attempt(url: str, part: Path, dest: Path, report: ProgressFn, timeout: float) -> str:
+    """One gdown download of the Drive file ``url`` into ``part`` (from zero); its hex sha256."""
+    import gdown
+    import requests
+
+    fix = f"try again later, or download it in a browser and save it as {dest}"
+    h = hashlib.sha256()
+    try:
+        out = open(part, "wb")
+    except OSError as e:
+        raise DownloadError(f"cannot write {part} for {url}: {e} (set POSEAPP_HOME to a writable folder)") from e
+    try:
+        with out:
+            report(0, None)
+            gdown.download(**_gdrive_source(url), output=out, quiet=True, progress=report, use_cookies=False,
+                           hasher=h, timeout=timeout, retries=0)
+    except gdown.exceptions.FileURLRetrievalError as e:  # permissions, quota ("Too many users ..."), no file
+        why = " ".join(str(e.__context__ or e).split())
+        raise DownloadError(f"Google Drive would not serve {url}: {why} ({fix})") from e
+    except requests.HTTPError as e:
+        code, reason = e.response.status_code, e.response.reason
+        if code == 429 or code >= 500:
+            raise _Transient(f"HTTP {code} {reason}") from e
+        raise DownloadError(f"download of {url} failed: HTTP {code} {reason} (not retried; {fix})") from e
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            gdown.exceptions.DownloadError) as e:
+        timed_out = isinstance(e, requests.Timeout) or "timed out" in str(e).lower()
+        why = f"no data for {timeout:g} s (timed out)" if timed_out else " ".join(str(e).split())
+        raise _Transient(why) from e
+    except OSError as e:  # writing the .part (requests' errors are OSErrors too, caught above)
+        raise DownloadError(f"cannot write {part} for {url}: {e} (free some space, or set POSEAPP_HOME to "
+                            "another folder)") from e
+    if _looks_like_html(part):
+        raise DownloadError(f"Google Drive answered a web page instead of the file for {url} (a quota or "
+                            f"permission page; {fix})")
+    return h.hexdigest()
+
+
+def _gdrive_source(url: str) -> dict[str, str]:
+    """gdown's arguments for ``url``: ``id=`` when the query names one (gdown then walks Drive's own flow from
+    ``drive.google.com/uc?id=``, confirmation page included), else ``url=``."""
+    ids = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("id", [])
+    return {"id": ids[0]} if len(ids) == 1 else {"url": url}
+
+
+def _looks_like_html(path: Path) -> bool:
+    """Whether the file starts like a web page (what Drive sends instead of a file it will not serve)."""
+    with open(path, "rb") as f:
+        head = f.read(1024).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+# ----------------------------------------------------------------------------------------- hashes and stamps
 
 
 def _normalise_prefix(sha256_prefix: str) -> str:
@@ -144,66 +423,60 @@ def _normalise_prefix(sha256_prefix: str) -> str:
     return prefix
 
 
-def _stream(url: str, part: Path, progress: bool | ProgressFn, timeout: float) -> str:
-    """Write the body of ``url`` to ``part``; return its hex sha256. Network errors -> DownloadError."""
-    request = urllib.request.Request(url, headers={"User-Agent": "poseapp"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = _content_length(response)
-            h, got = hashlib.sha256(), 0
-            with _write(part, url) as out, _reporter(progress, total, part.name[: -len(".part")]) as report:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    h.update(chunk)
-                    got += len(chunk)
-                    report(got)
-    except urllib.error.HTTPError as e:
-        raise DownloadError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        why = _reason(e.reason, timeout)
-        raise DownloadError(f"download of {url} failed: {why} (check the URL and network)") from e
-    except TimeoutError as e:
-        raise DownloadError(f"download of {url} failed: no data for {timeout:g} s (timed out)") from e
-    except (OSError, http.client.HTTPException) as e:
-        raise DownloadError(f"download of {url} failed: {type(e).__name__}: {e}") from e
-    if total is not None and got != total:
-        raise DownloadError(f"download of {url} failed: got {got} of {total} bytes (connection closed early)")
-    return h.hexdigest()
+def _hash_file_into(h: "hashlib._Hash", path: Path) -> None:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
 
 
-@contextlib.contextmanager
-def _write(part: Path, url: str) -> Iterator[object]:
-    """``part`` opened for binary writing; an OSError opening it names the file (not the network)."""
+def _stamp_of(path: Path) -> Path:
+    return path.with_name(path.name + _STAMP)
+
+
+def _read_stamp(path: Path) -> str | None:
+    """The digest in ``path``'s stamp if the stamp's size and mtime_ns are the file's, else None."""
     try:
-        f = open(part, "wb")
+        digest, size, mtime_ns = _stamp_of(path).read_text().split()
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    if re.fullmatch(r"[0-9a-f]{64}", digest) and size == str(st.st_size) and mtime_ns == str(st.st_mtime_ns):
+        return digest
+    return None
+
+
+def _write_stamp(path: Path, digest: str) -> None:
+    """Write ``path``'s stamp atomically (temp file + rename); a read-only cache just goes without."""
+    stamp = _stamp_of(path)
+    tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+    try:
+        st = path.stat()
+        tmp.write_text(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
+        os.replace(tmp, stamp)
     except OSError as e:
-        raise DownloadError(f"cannot write {part} for {url}: {e} (set POSEAPP_HOME to a writable folder)") from e
-    with f:
-        yield f
+        log.debug("cannot write %s: %s", stamp, e)
+        tmp.unlink(missing_ok=True)
 
 
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    return int(value) if value and value.isdigit() else None
-
-
-def _reason(reason: object, timeout: float) -> str:
-    if isinstance(reason, TimeoutError):
-        return f"no answer for {timeout:g} s (timed out)"
-    return str(reason)
+# ----------------------------------------------------------------------------------------- progress
 
 
 @contextlib.contextmanager
-def _reporter(progress: bool | ProgressFn, total: int | None, label: str) -> Iterator[Callable[[int], None]]:
-    """A ``report(done_bytes)`` function for the chosen progress style."""
+def _reporter(progress: bool | ProgressFn, label: str) -> Iterator[ProgressFn]:
+    """A ``report(done_bytes, total_bytes)`` function for the chosen progress style (one bar per download)."""
     if callable(progress):
-        fn: ProgressFn = progress
-        yield lambda done: fn(done, total)
+        yield progress
         return
     if not progress:
-        yield lambda done: None
+        yield lambda done, total: None
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
-        yield lambda done: bar.update(done - bar.n)
+    with tqdm(total=None, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
+
+        def report(done: int, total: int | None) -> None:
+            if total != bar.total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        yield report
