@@ -57,14 +57,21 @@ def _warn_on_hash_mismatch(path: Path) -> None:
                     path, prefix, digest[:8])
 
 
-def fetch_weights(recipe: Recipe) -> Path:
-    """The recipe's checkpoint in the weights cache, downloaded and sha256-checked on first use."""
+def fetch_weights(recipe: Recipe, *, cache: Path | None = None) -> Path:
+    """The recipe's checkpoint in the weights cache (or ``cache``), downloaded and sha256-checked on first use."""
     if not recipe.url:
         raise PoseAppError(f"model '{recipe.name}' has no published weights")
     from poseapp.hub import fetch
 
     log.info("model %s: weights %s", recipe.name, recipe.filename)
-    return fetch(recipe.url, recipe.filename, recipe.sha256_prefix, name=recipe.name)
+    return fetch(recipe.url, recipe.filename, recipe.sha256_prefix, name=recipe.name, cache=cache)
+
+
+def is_downloaded(recipe: Recipe) -> bool:
+    """Whether the recipe's checkpoint is in the weights cache and verified (no network)."""
+    from poseapp.hub import cached_path
+
+    return recipe.filename is not None and cached_path(recipe.filename, recipe.sha256_prefix) is not None
 
 
 def create_model(model: str | Path, *, arch: str | None = None, device: str = "auto", half: bool = False,
@@ -83,6 +90,12 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
 
     recipe, path = resolve_recipe(model, arch)
     if path is None:
+        if not is_downloaded(recipe):
+            from poseapp.hub import cache_dir, is_offline
+
+            if not is_offline():
+                log.warning("pose model %s is not downloaded yet: fetching %s into %s (once; `python infer.py "
+                            "fetch %s` does it ahead of time)", recipe.name, recipe.filename, cache_dir(), recipe.name)
         path = fetch_weights(recipe)
     else:
         _warn_on_hash_mismatch(path)
@@ -99,4 +112,4 @@ def list_models() -> list[Recipe]:
     return list_recipes()
 
 
-__all__ = ["create_model", "fetch_weights", "list_models", "resolve_recipe", "resolve_device"]
+__all__ = ["create_model", "fetch_weights", "is_downloaded", "list_models", "resolve_recipe", "resolve_device"]

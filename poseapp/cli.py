@@ -48,7 +48,7 @@ def main() -> None:
       python infer.py --source photos/ --json         a folder, keypoints in predictions.json
       python infer.py --source clip.mp4               annotated video + JSON Lines per frame
       python infer.py --source 0 --show               webcam in a live window (q quits)
-      python infer.py models                          the model zoo
+      python infer.py models                          the model zoo (models info NAME: one model)
       python infer.py fetch hrnet-w32_coco-256x192    download weights (for offline use)
 
     Without a sub-command the arguments go to `predict` (python infer.py predict --help).
@@ -131,11 +131,21 @@ class PredictCommand(click.Command):
 @click.option("--recursive", is_flag=True, help="Search folders recursively.")
 @click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(1), help="Use every Nth video frame.")
 @click.option("--max-frames", default=None, type=click.IntRange(1), help="Stop after N frames.")
+@click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1): weights must be in the cache; "
+              "a zoo name or detector name not yet downloaded is an error instead of a download.")
 @click.option("--verbose", "-v", is_flag=True, help="Log details; show tracebacks on errors.")
 def predict(**opts: Any) -> None:
-    """Detect, estimate keypoints, draw and save them for any source."""
+    """Detect, estimate keypoints, draw and save them for any source.
+
+    A zoo model (--pose-model NAME) or detector name (--det-model yolo11n.pt) is downloaded into the
+    weights cache on first use (weights/, or $POSEAPP_HOME; POSEAPP_MIRROR=https://host/prefix to use a
+    mirror), sha256-checked where a hash is published, and never downloaded again.
+    """
     _configure_logging(opts["verbose"])
+    from poseapp.cli_zoo import go_offline
     from poseapp.errors import PoseAppError
+
+    go_offline(opts["offline"])
 
     try:
         code = _predict(opts)
@@ -339,48 +349,9 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
             click.echo(f"  {path}: {reason}", err=True)
 
 
-# ----------------------------------------------------------------------------------------- fetch
+# ----------------------------------------------------------------------------------------- zoo commands
 
-@main.command()
-@click.argument("names", nargs=-1, required=True)
-@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks on errors.")
-def fetch(names: tuple[str, ...], verbose: bool) -> None:
-    """Download zoo weights into the cache (weights/ or $POSEAPP_HOME), sha256-checked; prints each path."""
-    from poseapp.api import fetch_weights
-    from poseapp.errors import PoseAppError
-    from poseapp.zoo import get_recipe
+from poseapp.cli_zoo import fetch, models  # noqa: E402 (defined there, registered here)
 
-    _configure_logging(verbose)
-    try:
-        for name in names:
-            click.echo(fetch_weights(get_recipe(name)))
-    except PoseAppError as e:
-        _fail(str(e), verbose)
-
-
-# ----------------------------------------------------------------------------------------- models
-
-@main.command()
-@click.option("--dataset", default=None, help="Only models of this data set (coco, ap10k, ...).")
-@click.option("--search", default=None, help="Only models whose name contains TEXT.")
-def models(dataset: str | None, search: str | None) -> None:
-    """List the model zoo: name, data set, default boxes, architecture, codec, input size, published metric."""
-    from poseapp.detect import box_rule_for
-    from poseapp.errors import UnknownNameError
-    from poseapp.zoo import list_recipes
-
-    rows = [r for r in list_recipes() if (dataset is None or r.dataset == dataset)
-            and (search is None or search.lower() in r.name.lower())]
-    table = [("name", "dataset", "boxes", "arch", "codec", "input", "metric")]
-    for r in rows:
-        try:
-            boxes = box_rule_for(r.dataset).summary
-        except UnknownNameError:  # a data set poseapp.detect's table lacks
-            boxes = "?"
-        key = next(iter(r.metrics), None)
-        metric = f"{key} {r.metrics[key]}" if key else ""
-        table.append((r.name, r.dataset, boxes, r.arch, r.codec, f"{r.input_size[0]}x{r.input_size[1]}", metric))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    for row in table:
-        click.echo("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + f"  {row[-1]}".rstrip())
-    click.echo(f"{len(rows)} model(s)", err=True)
+main.add_command(models)
+main.add_command(fetch)

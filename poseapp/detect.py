@@ -352,12 +352,59 @@ def _known_asset_names() -> frozenset[str]:
     return frozenset(GITHUB_ASSETS_NAMES)
 
 
+def is_detector_name(name: str) -> bool:
+    """Whether ``name`` is a bare model name ultralytics can fetch (``yolo11n.pt``, ``yolov8s.pt``...)."""
+    return Path(name).name == name and name.endswith(".pt") and name in _known_asset_names()
+
+
+def detector_url(name: str) -> str:
+    """Where ultralytics downloads the asset ``name`` from (its GitHub release), after POSEAPP_MIRROR."""
+    import inspect
+
+    from poseapp import hub
+
+    _import_yolo()  # applies _ULTRALYTICS_ENV first
+    from ultralytics.utils.downloads import GITHUB_ASSETS_REPO, attempt_download_asset
+
+    release = inspect.signature(attempt_download_asset).parameters["release"].default
+    return hub.mirror_url(f"https://github.com/{GITHUB_ASSETS_REPO}/releases/download/{release}/{name}")
+
+
+def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
+    """Download the ultralytics detector ``name`` (``yolo11n.pt``) into ``cache`` (default: the weights cache)
+    with ultralytics' own downloader (retries, resume, size check; ultralytics publishes no hashes), unless it
+    is there. ``POSEAPP_OFFLINE`` forbids the download; a failure is a DetectorError naming the URL."""
+    from poseapp import hub
+
+    if not is_detector_name(name):
+        raise DetectorError(f"{name} is not a detector name ultralytics knows (e.g. yolo11n.pt)")
+    dest = (cache if cache is not None else hub.cache_dir()) / name
+    if dest.is_file():
+        return dest
+    url = detector_url(name)
+    if hub.is_offline():
+        raise DetectorError(f"detector model {name} is not in the cache (POSEAPP_OFFLINE is set): run "
+                            f"`python infer.py fetch {name}` on a machine with internet, or copy it to {dest}")
+    from ultralytics.utils.downloads import safe_download
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        safe_download(url=url, file=dest, min_bytes=1e5, progress=True)
+    except Exception as e:  # ultralytics raises ConnectionError, OSError, ... with multi-line texts
+        why = " ".join(str(e).split())
+        raise DetectorError(f"download of {url} failed ({type(e).__name__}: {why}); retry, or copy {name} "
+                            f"to {dest}") from e
+    if not dest.is_file():
+        raise DetectorError(f"download of {url} failed (nothing was written); retry, or copy {name} to {dest}")
+    return dest
+
+
 def _resolve_model(model: str | Path) -> Path:
     """The file or folder to give ultralytics for ``model``, or a DetectorError naming it and the fix.
 
     An existing path is used as is. A bare known name (``yolo11n.pt``) is looked up in poseapp's cache
-    (``poseapp.hub.cache_dir()``) and otherwise downloaded there by ultralytics on load, unless
-    ``POSEAPP_OFFLINE`` is set.
+    (``poseapp.hub.cache_dir()``) and otherwise downloaded there first (``fetch_detector``: ultralytics'
+    downloader, POSEAPP_MIRROR honoured), unless ``POSEAPP_OFFLINE`` is set.
     """
     from poseapp import hub
 
@@ -368,18 +415,11 @@ def _resolve_model(model: str | Path) -> Path:
     if not bare or path.name not in _known_asset_names():  # (only a bare name imports ultralytics here)
         raise DetectorError(f"detector model {model} not found: {_DET_MODEL_FIX}")
     cached = hub.cache_dir() / path.name
-    if not cached.exists() and hub.is_offline():
-        raise DetectorError(
-            f"detector model {path.name} is not in the cache (POSEAPP_OFFLINE is set): copy it to {cached}, "
-            f"or {_DET_MODEL_FIX}"
-        )
-    if not cached.exists():
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DetectorError(f"cannot create {cached.parent} for {path.name}: {e} (set POSEAPP_HOME)") from e
-        log.info("ultralytics will download %s to %s", path.name, cached)
-    return cached
+    if cached.exists():
+        return cached
+    if not hub.is_offline():
+        log.warning("detector %s is not downloaded yet: fetching it into %s (once)", path.name, cached.parent)
+    return fetch_detector(path.name)
 
 
 class YoloDetector:

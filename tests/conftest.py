@@ -141,3 +141,37 @@ def reuse_loaded_models():
             yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def file_server():
+    """A static HTTP server on 127.0.0.1 (stopped after the test): ``server.files[path] = bytes`` serves them
+    (404 otherwise), ``server.base`` is ``http://127.0.0.1:PORT``, ``server.requests`` lists the paths asked."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.server.requests.append(self.path)  # type: ignore[attr-defined]
+            body = self.server.files.get(self.path.split("?")[0])  # type: ignore[attr-defined]
+            if body is None:
+                self.send_error(404, "Not Found")
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.files, httpd.requests = {}, []  # type: ignore[attr-defined]
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)

@@ -563,14 +563,21 @@ def test_vid_stride(tmp_path, pose):
 def test_models_lists_the_zoo():
     from poseapp.zoo import list_recipes
 
+    from poseapp.zoo import list_unavailable
+
     result = cli("models")
     assert result.exit_code == 0
     rows = result.stdout.splitlines()
-    assert rows[0].split()[:6] == ["name", "dataset", "boxes", "arch", "codec", "input"]
+    assert rows[0].split() == ["name", "dataset", "family", "backbone", "input", "metric", "boxes"]
     names = [r.name for r in list_recipes()]
-    assert [row.split()[0] for row in rows[1:]] == names
-    assert f"{len(names)} model(s)" in result.stderr
+    missing = [u.name for u in list_unavailable()]
+    assert [row.split()[0] for row in rows[1:]] == names + missing
+    assert f"{len(names) + len(missing)} model(s) ({len(missing)} without public weights)" in result.stderr
     assert "hrnet-w32_coco-256x192" in names
+    row = next(r for r in rows if r.startswith("hrnet-w32_coco-256x192 "))
+    assert row.split()[1:] == ["coco", "heatmap", "HRNet-W32", "256x192", "AP", "0.749", "person"]
+    row = next(r for r in rows if r.startswith("udp-psa-w48_coco-256x192 "))
+    assert row.split()[1:8] == ["coco", "-", "HRNet-W48", "256x192", "AP", "78.9", "no"]
 
 
 def test_models_boxes_column_is_each_data_sets_default():
@@ -580,8 +587,9 @@ def test_models_boxes_column_is_each_data_sets_default():
     result = cli("models")
     assert result.exit_code == 0
     header, *rows = result.stdout.splitlines()
-    start, stop = header.index("boxes"), header.index("arch")
-    column = {row.split()[0]: row[start:stop].strip() for row in rows}
+    start = header.index("boxes")
+    column = {row.split()[0]: row[start:].strip() for row in rows}
+    column = {name: boxes for name, boxes in column.items() if not boxes.startswith("no public weights")}
     assert column == {r.name: box_rule_for(r.dataset).summary for r in list_recipes()}
     seen = set(column.values())
     assert {"person", "animals (cat,dog,horse,sheep,cow)", "animals (bird,cat,dog,...)", "whole frame"} <= seen
@@ -600,35 +608,6 @@ def test_models_filtered_by_dataset():
     assert sorted(row.split()[0] for row in rows) == expected
     assert all(row.split()[1] == "ap10k" for row in rows)
     assert f"{len(expected)} model(s)" in result.stderr
-
-
-def test_fetch_downloads_the_recipes_file(tmp_path, monkeypatch):
-    """``fetch NAME`` (the command hub's offline message tells users to run) fetches the zoo entry's file."""
-    import poseapp.hub
-    from poseapp.zoo import get_recipe
-
-    calls = []
-
-    def fake_fetch(url, filename, sha256_prefix=None, *, name=None, **kw):
-        calls.append((url, filename, sha256_prefix, name))
-        return tmp_path / filename
-
-    monkeypatch.setattr(poseapp.hub, "fetch", fake_fetch)
-    result = cli("fetch", ARCH)
-    assert result.exit_code == 0, result.output
-    r = get_recipe(ARCH)
-    assert calls == [(r.url, r.filename, r.sha256_prefix, ARCH)]
-    assert result.stdout.strip() == str(tmp_path / r.filename)
-
-
-def test_fetch_errors(tmp_path, monkeypatch):
-    line = error_line(cli("fetch", "hrnet-w32_coco"))
-    assert "unknown model 'hrnet-w32_coco'" in line and "hrnet-w32_coco-256x192" in line
-    monkeypatch.setenv("POSEAPP_OFFLINE", "1")
-    monkeypatch.setenv("POSEAPP_HOME", str(tmp_path / "cache"))
-    line = error_line(cli("fetch", ARCH))
-    assert "is not in the cache (POSEAPP_OFFLINE is set)" in line and str(tmp_path / "cache") in line
-    assert not (tmp_path / "cache").exists()
 
 
 def test_help_is_instant_and_imports_nothing_heavy():

@@ -171,15 +171,24 @@ def test_known_name_offline_and_not_cached(tmp_path, monkeypatch):
     assert str(tmp_path / "yolo11n.pt") in str(e.value)
 
 
-def test_known_name_resolves_into_the_poseapp_cache(tmp_path, monkeypatch):
-    from poseapp.detect import _resolve_model
+def test_known_name_is_fetched_into_the_poseapp_cache(tmp_path, monkeypatch, file_server):
+    """A bare known name not yet cached is downloaded there first (through POSEAPP_MIRROR: a local server)."""
+    from urllib.parse import urlsplit
+
+    from poseapp.detect import _resolve_model, detector_url
 
     monkeypatch.setenv("POSEAPP_HOME", str(tmp_path))
+    monkeypatch.setenv("POSEAPP_MIRROR", file_server.base)
     monkeypatch.delenv("POSEAPP_OFFLINE", raising=False)
-    assert _resolve_model("yolo11n.pt") == tmp_path / "yolo11n.pt"  # ultralytics downloads it there on load
+    body = bytes(range(256)) * 1000  # ultralytics refuses downloads under 100 kB
+    file_server.files[urlsplit(detector_url("yolo11n.pt")).path] = body
+    assert _resolve_model("yolo11n.pt") == tmp_path / "yolo11n.pt"
+    assert (tmp_path / "yolo11n.pt").read_bytes() == body and len(file_server.requests) == 1
+    assert _resolve_model("yolo11n.pt") == tmp_path / "yolo11n.pt" and len(file_server.requests) == 1
     (tmp_path / "yolov8n.pt").write_bytes(b"x")
     monkeypatch.setenv("POSEAPP_OFFLINE", "1")
     assert _resolve_model("yolov8n.pt") == tmp_path / "yolov8n.pt"  # a cached copy needs no network
+    assert len(file_server.requests) == 1
 
 
 def test_importing_detect_is_light():
