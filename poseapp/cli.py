@@ -50,6 +50,7 @@ def main() -> None:
       python infer.py --source 0 --show               webcam in a live window (q quits)
       python infer.py models                          the model zoo (models info NAME: one model)
       python infer.py fetch hrnet-w32_coco-256x192    download weights (for offline use)
+      python infer.py eval --model NAME --ann A.json  the published metric on an annotated data set
 
     Without a sub-command the arguments go to `predict` (python infer.py predict --help).
     """
@@ -351,7 +352,9 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
 
 # ----------------------------------------------------------------------------------------- zoo commands
 
-from poseapp.cli_zoo import fetch, models  # noqa: E402 (defined there, registered here)
+from poseapp.cli_eval import eval_command  # noqa: E402 (defined there, registered here)
+from poseapp.cli_zoo import fetch, models  # noqa: E402
 
 main.add_command(models)
 main.add_command(fetch)
+main.add_command(eval_command)

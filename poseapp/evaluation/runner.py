@@ -1,0 +1,128 @@
+"""Running a pose model over a data set's boxes, batched, and the predictions file ``eval --json`` writes.
+
+``predict(estimator, boxes)`` loads each image once and sends the crops of many images through the network
+together (the estimator splits them into ``batch_size`` forward passes). The predictions file is a COCO
+results list (``image_id``, ``category_id``, ``keypoints`` as [x, y, score] x K, ``score``) whose entries
+also carry what the metrics need to be recomputed later: ``id`` (the sample id), ``bbox`` (xywh, the box the
+model ran on), ``bbox_score`` and ``area`` (the OKS-NMS area).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from poseapp.evaluation.datasets import BoxToRun, DatasetError, load_json
+from poseapp.evaluation.types import KeypointPrediction
+
+IMAGES_PER_STEP = 16  # images whose crops go to the estimator together (it batches them by batch_size)
+
+
+def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
+            progress: Callable[[int], None] | None = None) -> list[KeypointPrediction]:
+    """One KeypointPrediction per box, in the order of ``boxes``.
+
+    ``num_keypoints`` is the annotation's K: a DeepFashion2 category model's keypoints (its recipe's
+    ``keypoint_range``) are placed at their place among the 294, the rest left at 0 with score 0.
+    ``progress(n)`` is called after each step with the number of boxes done in it.
+    """
+    import cv2
+
+    from poseapp import geometry
+
+    recipe = estimator.recipe
+    order = _by_image(boxes)
+    out: dict[int, KeypointPrediction] = {}
+    for step in _chunks(list(order.items()), IMAGES_PER_STEP):
+        images, step_boxes = [], []
+        for image_path, indices in step:
+            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DatasetError(f"cannot read image {image_path} (check --images: the folder the annotation "
+                                   "file's file names are relative to)")
+            images.append(image)
+            step_boxes.append(np.stack([boxes[i].bbox for i in indices]).astype(np.float32))
+        results = estimator(images, step_boxes)
+        for (_, indices), (keypoints, scores), bb in zip(step, results, step_boxes):
+            if recipe.warp == "hrnet":
+                _, scales = geometry.hrnet_center_scale(bb, recipe.input_size, recipe.bbox_padding)
+                areas = np.prod(scales * 200.0, axis=1)
+            else:
+                _, scales = geometry.crop_center_scale(bb, recipe.input_size, recipe.bbox_padding)
+                areas = np.prod(scales, axis=1)
+            for j, i in enumerate(indices):
+                box = boxes[i]
+                kpts, kscores = _place(keypoints[j], scores[j], recipe.keypoint_range, num_keypoints)
+                out[i] = KeypointPrediction(box.id, box.image_id, box.category_id, box.bbox, box.score, kpts,
+                                            kscores, float(areas[j]))
+        if progress is not None:
+            progress(sum(len(indices) for _, indices in step))
+    return [out[i] for i in range(len(boxes))]
+
+
+def _by_image(boxes: Sequence[BoxToRun]) -> dict[Path, list[int]]:
+    order: dict[Path, list[int]] = {}
+    for i, box in enumerate(boxes):
+        order.setdefault(box.image, []).append(i)
+    return order
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _place(keypoints: np.ndarray, scores: np.ndarray, keypoint_range, k: int) -> tuple[np.ndarray, np.ndarray]:
+    keypoints = np.asarray(keypoints, np.float32)
+    scores = np.asarray(scores, np.float32)
+    if keypoint_range is None or len(keypoints) == k:
+        return keypoints, scores
+    start, stop = keypoint_range
+    full_k, full_s = np.zeros((k, 2), np.float32), np.zeros(k, np.float32)
+    full_k[start:stop], full_s[start:stop] = keypoints, scores
+    return full_k, full_s
+
+
+# ----------------------------------------------------------------------------------------- predictions file
+
+def to_results(predictions: Sequence[KeypointPrediction], scores: Sequence[float]) -> list[dict]:
+    """COCO results (``coco_metric.to_coco_results``: ``score`` is the instance score the metric ranks by)
+    with the fields ``read_predictions`` needs to score them again: ``id``, ``bbox_score`` and ``area``."""
+    from poseapp.evaluation.coco_metric import to_coco_results
+
+    results = to_coco_results(predictions, scores)
+    for result, p in zip(results, predictions):
+        result.update(id=int(p.id), bbox_score=float(p.bbox_score), area=float(p.area))
+    return results
+
+
+def read_predictions(path: str | Path) -> list[KeypointPrediction]:
+    """Predictions from a file ``eval --json`` wrote (a COCO results list with ``id``, ``bbox``, ``bbox_score``
+    and ``area``); keypoint values are read as float32, as the model produced them."""
+    doc = load_json(path, "predictions file")
+    need = {"image_id", "category_id", "keypoints", "id", "bbox", "bbox_score", "area"}
+    if not isinstance(doc, list) or not all(isinstance(d, dict) and need <= set(d) for d in doc):
+        raise DatasetError(f"predictions file {path} is not what `eval --json` writes (a list of COCO results with "
+                           f"{', '.join(sorted(need))})")
+    out = []
+    for d in doc:
+        flat = np.asarray(d["keypoints"], np.float64).reshape(-1, 3)
+        x, y, w, h = d["bbox"]
+        out.append(KeypointPrediction(int(d["id"]), int(d["image_id"]), int(d["category_id"]),
+                                      np.array([x, y, x + w, y + h], np.float32), float(np.float32(d["bbox_score"])),
+                                      flat[:, :2].astype(np.float32), flat[:, 2].astype(np.float32),
+                                      float(d["area"])))
+    return out
+
+
+def write_json(path: Path, doc) -> None:
+    """Write ``doc`` as JSON to ``path`` atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
