@@ -22,25 +22,31 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def resolve_recipe(model: str | Path, arch: str | None = None) -> tuple[Recipe, Path | None]:
+POSE_FLAGS = ("--pose-model", "--pose-arch")
+"""The command-line flags that give ``model`` and ``arch`` (predict's); error messages name them."""
+
+
+def resolve_recipe(model: str | Path, arch: str | None = None, *,
+                   flags: tuple[str, str] = POSE_FLAGS) -> tuple[Recipe, Path | None]:
     """(recipe, local checkpoint path or None for a zoo name still to be fetched).
 
     ``model`` is a zoo name or a checkpoint path. A path's recipe is ``arch`` (a zoo name) when given,
-    else the zoo entry whose file name the path bears.
+    else the zoo entry whose file name the path bears. ``flags`` are the options that gave ``model`` and
+    ``arch``, for the fixes the errors suggest.
     """
     path = Path(model)
     looks_like_path = path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.parent != Path(".") or path.exists()
     if not looks_like_path:
         return get_recipe(str(model)), None
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist (check --pose-model, or pass a zoo name: "
+        raise CheckpointError(f"checkpoint '{path}' does not exist (check {flags[0]}, or pass a zoo name: "
                               f"python infer.py models)")
     if arch is not None:
         return get_recipe(arch), path
     recipe = recipe_for_file(path)
     if recipe is None:
         raise CheckpointError(f"cannot tell which model '{path.name}' is: its file name matches no zoo entry "
-                              f"(pass --pose-arch NAME with the zoo name whose recipe it follows)")
+                              f"(pass {flags[1]} NAME with the zoo name whose recipe it follows)")
     return recipe, path
 
 
@@ -75,7 +81,8 @@ def is_downloaded(recipe: Recipe) -> bool:
 
 
 def create_model(model: str | Path, *, arch: str | None = None, device: str = "auto", half: bool = False,
-                 batch_size: int = 32, flip_test: bool | None = None) -> TopDownEstimator:
+                 batch_size: int = 32, flip_test: bool | None = None,
+                 flags: tuple[str, str] = POSE_FLAGS) -> TopDownEstimator:
     """A TopDownEstimator for a zoo name (fetched into the weights cache on first use) or a checkpoint path.
 
     Args:
@@ -85,10 +92,11 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
         half: float16 inference (CUDA only).
         batch_size: crops per forward pass.
         flip_test: None keeps the recipe's flip test (on for the published configs).
+        flags: the command-line flags that gave ``model`` and ``arch``, named in error messages.
     """
     from poseapp.models import build_model, load_weights
 
-    recipe, path = resolve_recipe(model, arch)
+    recipe, path = resolve_recipe(model, arch, flags=flags)
     if path is None:
         if not is_downloaded(recipe):
             from poseapp.hub import cache_dir, is_offline
@@ -103,7 +111,8 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
     if half and not device.startswith("cuda"):
         raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
     network = build_model(recipe.arch, recipe.num_keypoints, recipe.input_size)
-    load_weights(network, path, target=f"{recipe.name} ({recipe.arch}, {recipe.num_keypoints} keypoints)")
+    load_weights(network, path, target=f"{recipe.name} ({recipe.arch}, {recipe.num_keypoints} keypoints)",
+                 arch_flag=flags[1])
     return TopDownEstimator(network, recipe, device=device, half=half, batch_size=batch_size, flip_test=flip_test)
 
 

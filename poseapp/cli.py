@@ -179,9 +179,13 @@ def _build_detector(opts: dict[str, Any], recipe, device: str):
 
         persons = _yolo_or_whole_frame(opts, wanted or PERSON, device)
         estimator = create_model(opts["face_from"], arch=opts["face_from_arch"], device=device, half=opts["half"],
-                                 batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
+                                 batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+                                 flags=_FACE_FROM_FLAGS)
         return FaceFromPose(persons, estimator, thr=opts["face_from_thr"])
     return _yolo_or_whole_frame(opts, rule.classes if wanted is None else wanted, device)
+
+
+_FACE_FROM_FLAGS = ("--face-from", "--face-from-arch")
 
 
 def _det_classes(opts: dict[str, Any]) -> list[str] | None:
@@ -215,10 +219,9 @@ def _check_box_options(opts: dict[str, Any], recipe, rule, wanted: list[str] | N
     from poseapp.keypoints import get_keypoint_set
 
     try:
-        person, _ = resolve_recipe(opts["face_from"], opts["face_from_arch"])
-    except PoseAppError as e:  # its fixes name --pose-model/--pose-arch; here they are --face-from(-arch)
-        message = str(e).replace("--pose-arch", "--face-from-arch").replace("--pose-model", "--face-from")
-        raise type(e)(f"--face-from {opts['face_from']}: {message}") from e
+        person, _ = resolve_recipe(opts["face_from"], opts["face_from_arch"], flags=_FACE_FROM_FLAGS)
+    except PoseAppError as e:
+        raise type(e)(f"--face-from {opts['face_from']}: {e}") from e
     check_coco_head(get_keypoint_set(person.keypoint_set), f"--face-from {opts['face_from']}")
 
 

@@ -12,6 +12,9 @@ from typing import Any
 import click
 
 
+_FLAGS = ("--model", "--arch")  # what eval calls predict's --pose-model/--pose-arch
+
+
 @click.command("eval")
 @click.option("--model", "-m", default=None, help="Zoo name (python infer.py models) or checkpoint path.")
 @click.option("--arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows.")
@@ -78,7 +81,7 @@ def _eval(opts: dict[str, Any]) -> None:
     if opts["model"] is not None:
         from poseapp.api import resolve_recipe
 
-        recipe, _ = resolve_recipe(opts["model"], opts["arch"])
+        recipe, _ = resolve_recipe(opts["model"], opts["arch"], flags=_FLAGS)
     elif opts["predictions_file"] is None:
         raise PoseAppError("pass --model NAME to run a model, or --predictions FILE --dataset NAME to score saved "
                            "predictions")
@@ -118,7 +121,8 @@ def _run_model(opts: dict[str, Any], boxes, num_keypoints: int):
     from poseapp.evaluation.runner import predict
 
     estimator = create_model(opts["model"], arch=opts["arch"], device=opts["device"], half=opts["half"],
-                             batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
+                             batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+                             flags=_FLAGS)
     with tqdm(total=len(boxes), unit="instance", dynamic_ncols=True, leave=False) as bar:
         return predict(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update)
 

@@ -409,7 +409,7 @@ def test_face_from_builds_the_person_model_on_person_boxes(monkeypatch, fake_yol
     assert isinstance(detector, FaceFromPose) and detector.thr == 0.4
     assert isinstance(detector.persons, FakeYolo) and tuple(detector.persons.kwargs["classes"]) == (0,)
     assert calls == [("res50_coco-256x192", dict(arch=None, device="cpu", half=False, batch_size=4,
-                                                 flip_test=False))]
+                                                 flip_test=False, flags=("--face-from", "--face-from-arch")))]
     frame = Frame(np.zeros((100, 80, 3), np.uint8), "face.jpg")
     (faces,) = detector([frame])  # person [10, 10, 60, 90]: a head 16.7 px wide at its top
     np.testing.assert_allclose(faces.boxes, [[35 - 25 / 3, 10, 35 + 25 / 3, 10 + 50 / 3]], atol=1e-3)

@@ -197,7 +197,7 @@ def test_eval_runs_a_model_with_every_reader(tmp_path, make_checkpoint, name, fi
             assert np.all(p.keypoints[stop:] == 0) and np.any(p.keypoints[start:stop] != 0)
 
 
-def test_eval_errors_are_one_line(tmp_path):
+def test_eval_errors_are_one_line(tmp_path, make_checkpoint):
     def error(result: Result) -> str:
         assert result.exit_code == 2, result.output
         (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
@@ -217,3 +217,8 @@ def test_eval_errors_are_one_line(tmp_path):
                                                   "--ann", COCO_ANN))
     assert f"predictions file {tmp_path / 'p.json'} does not exist" in error(
         cli("eval", "--predictions", tmp_path / "p.json", "--dataset", "coco", "--ann", COCO_ANN))
+    line = error(cli("eval", "--model", tmp_path / "missing.pth", "--ann", COCO_ANN))  # eval's own flag names
+    assert "does not exist (check --model," in line and "--pose" not in line
+    line = error(cli("eval", "--model", make_checkpoint("coco_res50_hm"), "--arch", "hrnet-w32_coco-256x192",
+                     "--ann", COCO_ANN))
+    assert "does not fit hrnet-w32_coco-256x192" in line and "pass --arch with the zoo name" in line
