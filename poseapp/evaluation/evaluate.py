@@ -6,7 +6,7 @@ them on a list of KeypointPrediction.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +37,6 @@ class Settings:
     metrics: tuple[tuple[str, dict[str, Any]], ...]
     keypoint_set: str | None = None
     detections: bool = False
-    notes: str = ""
 
 
 _PCK_AUC_EPE = (("pck", {"thr": 0.2}), ("auc", {"norm_factor": 30, "num_thrs": 20}), ("epe", {}))
@@ -173,7 +172,6 @@ class Row:
     name: str
     ours: float
     published: float | None = None
-    units: str = field(default="")
 
 
 def table_row(metrics: dict[str, float], published: dict[str, Any], dataset: str) -> list[Row]:
