@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _PIXEL_STD = 200.0
 _MPII_SC_BIAS = 0.6  # MPII head size = 0.6 x the head box diagonal
 _MPII_HEAD_TOP, _MPII_UPPER_NECK = 9, 8
-_WHOLE_IMAGE = {"locust": (0.0, 0.0, 160.0, 160.0), "zebra": (0.0, 0.0, 160.0, 160.0)}  # MMPose's fixed boxes
+_FIXED_BOXES = {"locust": (0.0, 0.0, 160.0, 160.0), "zebra": (0.0, 0.0, 160.0, 160.0)}  # MMPose's fixed boxes
 
 
 class DatasetError(PoseAppError):
@@ -70,7 +70,7 @@ class BoxToRun:
 
 @dataclass
 class EvalSet:
-    """A data set's instances: ``instances`` (the ground truth, in file order) and ``image_sizes``."""
+    """A data set's annotated instances (valid ones, in file order), its K, and every image's path by id."""
 
     dataset: str
     ann_file: Path
@@ -111,7 +111,7 @@ def read_coco_style(ann_file: str | Path, images: str | Path, dataset: str) -> E
     instances: list[GroundTruth] = []
     num_keypoints = 0
     for ann in doc["annotations"]:
-        if "keypoints" not in ann or ("bbox" not in ann and dataset not in _WHOLE_IMAGE and dataset != "wflw"):
+        if "keypoints" not in ann or ("bbox" not in ann and dataset not in _FIXED_BOXES and dataset != "wflw"):
             continue
         img = image_info.get(ann["image_id"])
         if img is None:
@@ -130,8 +130,8 @@ def read_coco_style(ann_file: str | Path, images: str | Path, dataset: str) -> E
 
 
 def _coco_bbox(ann: dict, img: dict, dataset: str) -> np.ndarray:
-    if dataset in _WHOLE_IMAGE:
-        return np.array(_WHOLE_IMAGE[dataset], np.float32)
+    if dataset in _FIXED_BOXES:
+        return np.array(_FIXED_BOXES[dataset], np.float32)
     if dataset == "wflw":
         center = np.asarray(ann["center"], np.float32)
         size = np.float32(ann["scale"]) * np.float32(_PIXEL_STD)
