@@ -17,12 +17,6 @@ import click
 FAMILIES = ("heatmap", "regression", "rle", "simcc", "rtmpose", "simdr")
 
 
-def _fail(message: str, verbose: bool, code: int = 2) -> None:
-    from poseapp.cli import _fail as fail
-
-    fail(message, verbose, code)
-
-
 def go_offline(offline: bool) -> None:
     """``--offline``: the same as POSEAPP_OFFLINE=1 for this process (poseapp.hub and the detector read it)."""
     if offline:
@@ -49,6 +43,7 @@ def models(ctx: click.Context, dataset: str | None, family: str | None, search: 
     """
     if ctx.invoked_subcommand is not None:
         return
+    from poseapp.cli import _fail
     from poseapp.errors import PoseAppError
 
     try:
@@ -123,6 +118,7 @@ def _boxes(dataset: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the recipe as JSON.")
 def info(name: str, as_json: bool) -> None:
     """Everything about one model: recipe, checkpoint URL, hash, licence, metrics, and whether it is downloaded."""
+    from poseapp.cli import _fail
     from poseapp.errors import PoseAppError
     from poseapp.zoo import get_entry
 
@@ -237,7 +233,7 @@ def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: 
     already there and verified is not downloaded again. Exit code 1 if some downloads failed (the others
     are kept), 2 for an unknown name.
     """
-    from poseapp.cli import _configure_logging
+    from poseapp.cli import _configure_logging, _fail
     from poseapp.errors import PoseAppError
 
     _configure_logging(verbose)

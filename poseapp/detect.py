@@ -415,11 +415,9 @@ def _resolve_model(model: str | Path) -> Path:
     if not bare or path.name not in _known_asset_names():  # (only a bare name imports ultralytics here)
         raise DetectorError(f"detector model {model} not found: {_DET_MODEL_FIX}")
     cached = hub.cache_dir() / path.name
-    if cached.exists():
-        return cached
-    if not hub.is_offline():
+    if not cached.is_file() and not hub.is_offline():
         log.warning("detector %s is not downloaded yet: fetching it into %s (once)", path.name, cached.parent)
-    return fetch_detector(path.name)
+    return fetch_detector(path.name)  # the cached file when it is there
 
 
 class YoloDetector:

@@ -79,20 +79,34 @@ class Crops:
     scales: np.ndarray
 
 
+def crop_center_scale(boxes: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) xyxy boxes -> the (centers, scales) of the crops the recipe's model sees (``Crops`` units)."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if recipe.warp == "hrnet":
+        return geometry.hrnet_center_scale(b, recipe.input_size, recipe.bbox_padding)
+    return geometry.crop_center_scale(b, recipe.input_size, recipe.bbox_padding)
+
+
+def crop_areas(boxes: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """(N,) areas in pixels of those crops: the padded, aspect-fixed box (MMPose's OKS-NMS ``area``)."""
+    _, scales = crop_center_scale(boxes, recipe)
+    if recipe.warp == "hrnet":
+        scales = scales * geometry.PIXEL_STD
+    return np.prod(scales, axis=1)
+
+
 def make_crops(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], recipe: Recipe) -> Crops:
     """Cut the model-input crops for every (N_i, 4) xyxy box of every image, in order."""
     size = recipe.input_size
     w, h = size
+    if recipe.warp == "hrnet":
+        warp = geometry.hrnet_warp_matrix
+    else:
+        warp = geometry.udp_warp_matrix if recipe.warp == "mmpose-udp" else geometry.warp_matrix
     pixels, centers, scales = [], [], []
     for image, b in zip(images, boxes):
-        b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
-        if recipe.warp == "hrnet":
-            c, s = geometry.hrnet_center_scale(b, size, recipe.bbox_padding)
-            matrices = [geometry.hrnet_warp_matrix(ci, si, size) for ci, si in zip(c, s)]
-        else:
-            c, s = geometry.crop_center_scale(b, size, recipe.bbox_padding)
-            warp = geometry.udp_warp_matrix if recipe.warp == "mmpose-udp" else geometry.warp_matrix
-            matrices = [warp(ci, si, size) for ci, si in zip(c, s)]
+        c, s = crop_center_scale(b, recipe)
+        matrices = [warp(ci, si, size) for ci, si in zip(c, s)]
         pixels += [geometry.warp_crop(image, m, size) for m in matrices]
         centers.append(c)
         scales.append(s)

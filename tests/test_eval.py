@@ -80,6 +80,7 @@ def test_ground_truth_scores_perfect(tmp_path, name):
                                       np.ones(len(g.keypoints), np.float32), float(np.prod(g.bbox[2:] - g.bbox[:2])))
                    for g in eval_set.instances]
     ours = scored(tmp_path, name, predictions)
+    assert set(ours) == set(fx["metrics"])
     perfect = {"EPE": 0.0, "NME": 0.0, "AUC": 0.95, "PCK": 100.0 if name == "mpii" else 1.0, "PCK@0.1": 100.0}
     for key, value in ours.items():
         if key.endswith(("/AP", "/AR", "/AP .5", "/AR .5", "/AP .75", "/AR .75")):

@@ -31,7 +31,7 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
     """
     import cv2
 
-    from poseapp import geometry
+    from poseapp.estimator import crop_areas
 
     recipe = estimator.recipe
     order = _by_image(boxes)
@@ -47,12 +47,7 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
             step_boxes.append(np.stack([boxes[i].bbox for i in indices]).astype(np.float32))
         results = estimator(images, step_boxes)
         for (_, indices), (keypoints, scores), bb in zip(step, results, step_boxes):
-            if recipe.warp == "hrnet":
-                _, scales = geometry.hrnet_center_scale(bb, recipe.input_size, recipe.bbox_padding)
-                areas = np.prod(scales * 200.0, axis=1)
-            else:
-                _, scales = geometry.crop_center_scale(bb, recipe.input_size, recipe.bbox_padding)
-                areas = np.prod(scales, axis=1)
+            areas = crop_areas(bb, recipe)
             for j, i in enumerate(indices):
                 box = boxes[i]
                 kpts, kscores = _place(keypoints[j], scores[j], recipe.keypoint_range, num_keypoints)
