@@ -22,6 +22,9 @@ class Frame:
         index: frame index within its source (0 for a single image).
         timestamp: seconds from the start of a video or stream; None for still images.
         kind: ``"image"``, ``"video"`` or ``"stream"``.
+        alpha: (H, W) uint8 alpha channel of an image file that has one (the model never sees it; a
+            saved PNG/TIFF/WebP keeps it); None otherwise.
+        page: the page (1-based) of a multi-page TIFF; None for every other frame.
     """
 
     image: np.ndarray
@@ -29,6 +32,8 @@ class Frame:
     index: int = 0
     timestamp: float | None = None
     kind: str = "image"
+    alpha: np.ndarray | None = field(default=None, repr=False, compare=False)
+    page: int | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -141,6 +146,8 @@ class FrameResult:
         f = self.frame
         h, w = f.shape
         d: dict[str, Any] = {"source": f.source, "frame": f.index, "width": w, "height": h}
+        if f.page is not None:
+            d["page"] = f.page
         if f.timestamp is not None:
             d["timestamp"] = round(f.timestamp, 4)
         d["keypoint_set"] = self.poses.keypoint_set.name

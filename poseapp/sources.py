@@ -6,21 +6,34 @@ manager that yields :class:`poseapp.results.Frame` values, whatever the input is
 ========  =====================================================================================
 kind      specs
 ========  =====================================================================================
-images    an image file; a folder of images; a glob pattern; a ``.txt`` file listing images
-video     a video file
-stream    a webcam index (``0`` or ``"0"``); a stream URL (rtsp://, rtmp://, http://, https://)
+images    an image file (a multi-page TIFF: one frame per page); a folder of images; a glob pattern;
+          a ``.txt`` file listing images; an http(s) URL whose path ends in an image extension
+video     a video file (an animated GIF is a video)
+stream    a webcam (``webcam:N``, or a bare index ``0`` when no such path exists); a stream URL
+          (rtsp://, rtmp://, http://, https://)
 ========  =====================================================================================
 
-Frames are BGR uint8 ``(H, W, 3)`` arrays; images decode with ``cv2.imread(path, cv2.IMREAD_COLOR)``.
+What a spec is, in this order: an existing path always wins (a folder named ``0`` is a folder);
+``webcam:N`` is camera N; an http(s) URL ending in an image extension is an image; another URL is a
+stream; digits are a camera index; a pattern with ``* ? [`` is a glob.
+
+Frames are BGR uint8 ``(H, W, 3)`` arrays; images decode with ``cv2.imread(path, cv2.IMREAD_COLOR)``
+(the model sees exactly that; an image with an alpha channel also carries it as ``Frame.alpha``, so a
+saved PNG keeps it). Before decoding, the header's size is checked against ``max_pixels``.
 A bad file inside a multi-image source is skipped and recorded in ``Source.failures``; a single image,
 video or stream that cannot be read raises :class:`~poseapp.errors.SourceError`.
 """
 from __future__ import annotations
 
 import glob
+import io
 import logging
 import math
+import re
 import time
+import urllib.parse
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -35,12 +48,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("bmp", "jpeg", "jpg", "png", "tif", "tiff", "webp")
-VIDEO_EXTENSIONS = ("avi", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "webm", "wmv")
+VIDEO_EXTENSIONS = ("avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "webm", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+ALPHA_EXTENSIONS = ("png", "tif", "tiff", "webp")  # formats whose saved copy keeps an alpha channel
+DEFAULT_MAX_PIXELS = 16384 * 16384
+DEFAULT_STREAM_TIMEOUT = 10.0  # seconds
+MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # an image URL larger than this is refused
 
 _ACCEPTED = (
     f"an image ({', '.join(IMAGE_EXTENSIONS)}), a folder of images, a glob pattern, a .txt list of images, "
-    f"a video ({', '.join(VIDEO_EXTENSIONS)}), a webcam index (0) or a stream URL ({', '.join(STREAM_PREFIXES)})"
+    f"a video ({', '.join(VIDEO_EXTENSIONS)}), webcam:N for a camera, or a URL ({', '.join(STREAM_PREFIXES)})"
 )
 
 
@@ -85,26 +102,154 @@ def _jpeg_truncated(data: bytes) -> bool:
     return True  # ended before the first scan
 
 
-def read_image(path: Path) -> tuple[np.ndarray | None, str]:
-    """Decode one image file.
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding the pixels (Pillow opens lazily)."""
+
+    width: int
+    height: int
+    pages: int  # frames of a multi-page TIFF; 1 otherwise
+    alpha: bool  # the image has an alpha channel (or a transparent palette colour)
+
+
+def read_header(data: bytes) -> ImageHeader | None:
+    """The header of an encoded image; None when Pillow cannot parse it (the decoder then judges)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning: the limit is ours
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                im = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            with im:
+                width, height = im.size
+                pages = int(getattr(im, "n_frames", 1) or 1) if im.format == "TIFF" else 1
+                if pages > 1:  # every page must fit the limit, and the largest decides
+                    for page in range(1, pages):
+                        im.seek(page)
+                        width, height = max((width, height), im.size, key=lambda s: s[0] * s[1])
+                alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    except Exception as e:  # noqa: BLE001 - any failure to parse just means "no header"; cv2 judges the file
+        logger.debug("no image header: %s", e)
+        return None
+    return ImageHeader(int(width), int(height), pages, bool(alpha))
+
+
+def _too_large(header: ImageHeader | None, max_pixels: int) -> str:
+    """The reason an image is refused for its size ('' when it fits or the header is unknown)."""
+    if header is None or header.width * header.height <= max_pixels:
+        return ""
+    return (f"{header.width}x{header.height} pixels is over the limit of {max_pixels} "
+            f"(raise it with --max-pixels)")
+
+
+def _check_bytes(data: bytes, max_pixels: int) -> tuple[ImageHeader | None, str]:
+    """(header, reason a file must not be decoded, or '')."""
+    if not data:
+        return None, "empty file (0 bytes)"
+    if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
+        return None, "truncated JPEG (no end-of-image marker)"
+    header = read_header(data)
+    return header, _too_large(header, max_pixels)
+
+
+def _read_bytes(path: Path) -> tuple[bytes | None, str]:
+    if not path.is_file():
+        return None, "file not found"
+    try:
+        return path.read_bytes(), ""
+    except OSError as e:
+        return None, f"cannot read file ({e.strerror or e})"
+
+
+def _alpha_of(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The (H, W) uint8 alpha channel of an image file (None when it has none or it does not line up)."""
+    import cv2
+
+    try:
+        full = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if full is None or full.ndim != 3 or full.shape[2] != 4 or full.shape[:2] != tuple(shape[:2]):
+        return None
+    alpha = full[:, :, 3]
+    if alpha.dtype == np.uint16:
+        alpha = (alpha >> 8).astype(np.uint8)
+    return alpha if alpha.dtype == np.uint8 else None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded page of an image file: BGR pixels, the alpha channel if any, and the page (1-based,
+    None for a single-page file)."""
+
+    image: np.ndarray
+    alpha: np.ndarray | None = None
+    page: int | None = None
+
+
+def read_pages(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Decoded], str]:
+    """Decode every page of an image file (one for most files; a multi-page TIFF has several).
+
+    Returns:
+        ``(pages, "")``, or ``([], reason)`` with a short one-line reason when the file cannot be read,
+        is over ``max_pixels`` (checked from the header, before decoding), or cannot be decoded.
+    """
+    import cv2
+
+    data, reason = _read_bytes(path)
+    if data is None:
+        return [], reason
+    header, reason = _check_bytes(data, max_pixels)
+    if reason:
+        return [], reason
+    try:
+        if header is not None and header.pages > 1:
+            ok, images = cv2.imreadmulti(str(path), flags=cv2.IMREAD_COLOR)
+            if not ok or not images:
+                return [], "cannot decode image (corrupt or not an image)"
+            return [Decoded(np.ascontiguousarray(im), None, i + 1) for i, im in enumerate(images)], ""
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # OpenCV's own limits (e.g. OPENCV_IO_MAX_IMAGE_PIXELS) and decoder failures
+        return [], f"cannot decode image ({_cv2_reason(e)})"
+    if image is None:
+        return [], "cannot decode image (corrupt or not an image)"
+    alpha = _alpha_of(path, image.shape) if header is not None and header.alpha else None
+    return [Decoded(image, alpha)], ""
+
+
+def _cv2_reason(e: Exception) -> str:
+    """The one-line gist of a cv2.error (its text spans several lines)."""
+    text = str(e).strip().splitlines()
+    msg = next((line.split(") ", 1)[-1] for line in text if "error:" in line), text[-1] if text else "")
+    return re.sub(r"\s+", " ", msg).strip() or type(e).__name__
+
+
+def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
+    """Decode one image file (its first page).
 
     Returns:
         ``(image, "")`` with image an (H, W, 3) uint8 BGR array (``cv2.imread(path, cv2.IMREAD_COLOR)``),
         or ``(None, reason)`` with a short reason when the file cannot be read.
     """
+    pages, reason = read_pages(Path(path), max_pixels=max_pixels)
+    return (pages[0].image, "") if pages else (None, reason)
+
+
+def decode_image_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
+    """Decode an encoded image held in memory (``cv2.imdecode``), with the same checks as a file."""
     import cv2
 
-    if not path.is_file():
-        return None, "file not found"
+    _, reason = _check_bytes(data, max_pixels)
+    if reason:
+        return None, reason
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        return None, f"cannot read file ({e.strerror or e})"
-    if not data:
-        return None, "empty file (0 bytes)"
-    if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
-        return None, "truncated JPEG (no end-of-image marker)"
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        return None, f"cannot decode image ({_cv2_reason(e)})"
     if image is None:
         return None, "cannot decode image (corrupt or not an image)"
     return image, ""
@@ -120,29 +265,39 @@ class Source:
     Attributes:
         kind: ``"images"``, ``"video"`` or ``"stream"``.
         spec: the source as given (a string).
+        stem: the name a video or stream's outputs take (``clip`` for ``clip.mp4``, ``webcam0``).
         fps: frames per second for video and stream sources (None when unknown or for images).
-        size: (width, height) for video and stream sources (None for images).
+        size: (width, height) for video and stream sources (None for images, or when the capture does
+            not say: a stream's first frame then tells).
         failures: ``(path, one-line reason)`` for every file or frame that could not be read,
             filled as iteration goes (cleared when a new iteration starts).
         root: the folder image paths are relative to (folder sources), else None; ImageWriter uses it
             to keep sub-folders apart.
+        walks: a folder the source walks recursively (``--recursive``), or a glob pattern: outputs must
+            not land where a later run of the same source would read them.
     """
 
     kind: str = ""
 
     def __init__(self, spec: str, *, vid_stride: int = 1, max_frames: int | None = None) -> None:
         self.spec = spec
+        self.stem = "frame"
         self.vid_stride = vid_stride
         self.max_frames = max_frames
         self.fps: float | None = None
         self.size: tuple[int, int] | None = None
         self.root: Path | None = None
+        self.walks: Path | str | None = None
         self.failures: list[tuple[str, str]] = []
 
     @property
     def expected_frames(self) -> int | None:
         """How many frames iteration should yield (for progress bars); None when unknown."""
         return self.max_frames
+
+    def input_files(self) -> list[Path]:
+        """The local files this source reads (outputs must never overwrite one)."""
+        return []
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -165,53 +320,124 @@ class Source:
 
 
 class ImageSource(Source):
-    """A list of image files, decoded in order.
+    """A list of image files, decoded in order (every page of a multi-page TIFF, each as a frame).
 
     With ``single=True`` (the spec named one file) a file that cannot be read raises SourceError;
-    otherwise it is skipped and recorded in ``failures``.
+    otherwise it is skipped and recorded in ``failures``. ``max_pixels`` refuses, from the header and
+    before decoding, an image with more pixels (a decompression bomb).
     """
 
     kind = "images"
 
     def __init__(self, spec: str, paths: list[Path], *, single: bool = False, root: Path | None = None,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 extra_inputs: tuple[Path, ...] = ()) -> None:
         super().__init__(spec, max_frames=max_frames)
         self.paths = paths
         self.single = single
         self.root = root
+        self.max_pixels = max_pixels
+        self._extra_inputs = list(extra_inputs)  # e.g. the .txt list itself
 
     @property
     def expected_frames(self) -> int:
         n = len(self.paths)
         return n if self.max_frames is None else min(n, self.max_frames)
 
+    def input_files(self) -> list[Path]:
+        return [*self.paths, *self._extra_inputs]
+
     def __iter__(self) -> Iterator[Frame]:
         self.failures = []
         yielded = 0
         for i, path in enumerate(self.paths):
-            if self.max_frames is not None and yielded >= self.max_frames:
-                return
-            image, reason = read_image(path)
-            if image is None:
+            pages, reason = read_pages(path, max_pixels=self.max_pixels)
+            if not pages:
                 if self.single:
                     raise SourceError(f"cannot read image '{path}': {reason}; check the file "
                                       f"(re-export or re-download it) or pass another --source")
                 self._fail(str(path), f"{reason}: skipped")
                 continue
-            yielded += 1
-            yield Frame(image=image, source=str(path), index=i, timestamp=None, kind="image")
+            for page in pages:
+                if self.max_frames is not None and yielded >= self.max_frames:
+                    return
+                yielded += 1
+                yield Frame(image=page.image, source=str(path), index=i, timestamp=None, kind="image",
+                            alpha=page.alpha, page=page.page)
+
+
+class UrlImageSource(Source):
+    """One image fetched over http(s) (a URL whose path ends in an image extension), downloaded when the
+    source opens (so a dead URL fails before any model loads) and decoded from memory."""
+
+    kind = "images"
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_STREAM_TIMEOUT,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        super().__init__(url)
+        self.url = url
+        self.timeout = timeout
+        self.max_pixels = max_pixels
+        self.stem = _url_stem(url)
+        self._data: bytes | None = self._download()
+
+    @property
+    def expected_frames(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        self._data = None
+
+    def _download(self) -> bytes:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310 (http/s only)
+                data = response.read(MAX_DOWNLOAD_BYTES + 1)
+        except urllib.error.HTTPError as e:
+            raise SourceError(f"cannot fetch image '{self.url}': HTTP {e.code} {e.reason}; check the URL "
+                              f"(--source)") from e
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            why = getattr(e, "reason", None) or e
+            if isinstance(why, TimeoutError) or "timed out" in str(why):
+                why = f"no answer within {self.timeout:g} s (--stream-timeout)"
+            raise SourceError(f"cannot fetch image '{self.url}': {why}; check the URL and the network "
+                              f"(--source)") from e
+        if len(data) > MAX_DOWNLOAD_BYTES:
+            raise SourceError(f"image '{self.url}' is over {MAX_DOWNLOAD_BYTES >> 20} MB: download it and pass "
+                              f"the file as --source")
+        return data
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.failures = []
+        data = self._data if self._data is not None else self._download()
+        image, reason = decode_image_bytes(data, max_pixels=self.max_pixels)
+        if image is None:
+            raise SourceError(f"cannot read image '{self.url}': {reason}; check the URL or pass another --source")
+        name = Path(urllib.parse.urlsplit(self.url).path).name or "image.jpg"
+        yield Frame(image=image, source=name, index=0, timestamp=None, kind="image")
+
+
+def _url_stem(url: str) -> str:
+    """A file-name-safe stem for a URL's outputs: its path's last part without extension, else the host."""
+    parts = urllib.parse.urlsplit(url)
+    stem = Path(parts.path).stem or parts.hostname or "stream"
+    return re.sub(r"[^\w.-]+", "_", stem).strip("_.") or "stream"
 
 
 class _CaptureSource(Source):
     """Common part of video files and live streams: a cv2.VideoCapture read with a stride."""
 
     def __init__(self, spec: str, target: str | int, name: str, *, vid_stride: int,
-                 max_frames: int | None) -> None:
+                 max_frames: int | None, timeout: float | None = None) -> None:
         super().__init__(spec, vid_stride=vid_stride, max_frames=max_frames)
         self.name = name  # Frame.source
+        self.timeout = timeout  # seconds to connect and between frames (URL streams); None: OpenCV's default
         self._target = target
         self._cap: "cv2.VideoCapture | None" = None
         self._ended_at: int | None = None  # frames delivered when the capture stopped by itself
+        self._open_seconds = 0.0
         self._read_properties(self._open())
 
     def _open_error(self) -> SourceError:
@@ -220,7 +446,14 @@ class _CaptureSource(Source):
     def _open(self) -> "cv2.VideoCapture":
         import cv2
 
-        cap = cv2.VideoCapture(self._target)
+        start = time.monotonic()
+        if self.timeout is not None and isinstance(self._target, str):
+            ms = int(self.timeout * 1000)
+            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(self._target)
+        self._open_seconds = time.monotonic() - start
         if not cap.isOpened():
             cap.release()
             raise self._open_error()
@@ -240,27 +473,36 @@ class _CaptureSource(Source):
             self._cap.release()
             self._cap = None
 
-    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(source frame number, image) for every vid_stride-th frame, until the capture ends.
+    def _frames(self) -> Iterator[tuple[int, np.ndarray, float]]:
+        """(source frame number, image, capture position in ms) for every vid_stride-th frame, until the
+        capture ends.
 
         Skipped frames are only grabbed, not decoded. Sets ``self._ended_at`` to the number of frames
-        the capture delivered when it stopped (None when stopped by max_frames).
+        the capture delivered when it stopped (None when stopped by max_frames), and
+        ``self._stalled`` when the last read waited about ``timeout`` seconds (a dead stream).
         """
+        import cv2
+
         cap = self._cap if self._cap is not None else self._open()
         self._ended_at = None
+        self._stalled = False
         yielded = 0
         n = 0
         while self.max_frames is None or yielded < self.max_frames:
+            t0 = time.monotonic()
             if not cap.grab():
                 self._ended_at = n
+                self._stalled = self.timeout is not None and time.monotonic() - t0 >= 0.9 * self.timeout
                 return
             if n % self.vid_stride == 0:
                 ok, image = cap.retrieve()
                 if not ok or image is None:
                     self._ended_at = n
                     return
+                if self.size is None:  # the capture did not say (some http streams): the first frame does
+                    self.size = (int(image.shape[1]), int(image.shape[0]))
                 yielded += 1
-                yield n, image
+                yield n, image, float(cap.get(cv2.CAP_PROP_POS_MSEC))
             n += 1
 
 
@@ -273,6 +515,7 @@ class VideoSource(_CaptureSource):
     def __init__(self, path: Path, *, vid_stride: int = 1, max_frames: int | None = None) -> None:
         self.path = path
         super().__init__(str(path), str(path), str(path), vid_stride=vid_stride, max_frames=max_frames)
+        self.stem = path.stem
 
     def _open_error(self) -> SourceError:
         return SourceError(f"cannot open video '{self.path}': OpenCV cannot decode it (corrupt, truncated "
@@ -292,10 +535,13 @@ class VideoSource(_CaptureSource):
         n = -(-self.frame_count // self.vid_stride)
         return n if self.max_frames is None else min(n, self.max_frames)
 
+    def input_files(self) -> list[Path]:
+        return [self.path]
+
     def __iter__(self) -> Iterator[Frame]:
         self.failures = []
         try:
-            for n, image in self._frames():
+            for n, image, _ in self._frames():
                 ts = n / self.fps if self.fps else None
                 yield Frame(image=image, source=self.name, index=n, timestamp=ts, kind="video")
             if self._ended_at is not None and self.frame_count and self._ended_at < self.frame_count:
@@ -305,31 +551,52 @@ class VideoSource(_CaptureSource):
 
 
 class StreamSource(_CaptureSource):
-    """A webcam or a stream URL. Frame.timestamp is seconds since iteration started (monotonic clock)."""
+    """A webcam or a stream URL.
+
+    Frame.timestamp is seconds from the first frame: the stream's own clock (its presentation times)
+    where it has one, else the monotonic clock. A URL stream that does not answer, or stops delivering
+    frames, for ``timeout`` seconds ends with one line (``--stream-timeout``).
+    """
 
     kind = "stream"
 
-    def __init__(self, target: str | int, *, vid_stride: int = 1, max_frames: int | None = None) -> None:
+    def __init__(self, target: str | int, *, vid_stride: int = 1, max_frames: int | None = None,
+                 timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         name = f"webcam:{target}" if isinstance(target, int) else target
-        super().__init__(str(target), target, name, vid_stride=vid_stride, max_frames=max_frames)
+        super().__init__(str(target), target, name, vid_stride=vid_stride, max_frames=max_frames,
+                         timeout=timeout)
+        self.stem = f"webcam{target}" if isinstance(target, int) else _url_stem(target)
 
     def _open_error(self) -> SourceError:
         if isinstance(self._target, int):
             return SourceError(f"webcam {self._target} cannot be opened: no camera at that index (check --source)")
+        if self.timeout is not None and self._open_seconds >= 0.9 * self.timeout:
+            return SourceError(f"stream '{self._target}' did not answer within {self.timeout:g} s: check the URL "
+                               f"and the network (--source), or wait longer with --stream-timeout")
         return SourceError(f"stream '{self._target}' cannot be opened: unreachable, wrong URL or unsupported "
                            f"protocol (check the URL and the network, then --source)")
 
     def __iter__(self) -> Iterator[Frame]:
         self.failures = []
         start = time.monotonic()
+        first_pos = last_pos = 0.0
+        own_clock = True  # until positions stop advancing: then the stream has no clock of its own
         yielded = 0
         try:
-            for n, image in self._frames():
-                yielded += 1
-                yield Frame(image=image, source=self.name, index=n, timestamp=time.monotonic() - start,
-                            kind="stream")
-            if self._ended_at is not None:
+            for n, image, pos_ms in self._frames():
                 if yielded == 0:
+                    first_pos, ts = pos_ms, 0.0
+                else:
+                    own_clock = own_clock and pos_ms > last_pos
+                    ts = (pos_ms - first_pos) / 1000 if own_clock else time.monotonic() - start
+                last_pos = pos_ms
+                yielded += 1
+                yield Frame(image=image, source=self.name, index=n, timestamp=ts, kind="stream")
+            if self._ended_at is not None:
+                if self._stalled:
+                    self._fail(self.name, f"no frame for {self.timeout:g} s: the stream stopped answering "
+                                          f"(ended; --stream-timeout waits longer)")
+                elif yielded == 0:
                     self._fail(self.name, "opened but delivered no frames")
                 else:
                     logger.info("%s ended after %d frames", self.name, self._ended_at)
@@ -348,17 +615,19 @@ def _images_in_folder(folder: Path, recursive: bool) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _folder_source(folder: Path, recursive: bool, max_frames: int | None) -> ImageSource:
+def _folder_source(folder: Path, recursive: bool, max_frames: int | None, max_pixels: int) -> ImageSource:
     paths = _images_in_folder(folder, recursive)
     if not paths:
         hint = "" if recursive else "; add --recursive to look in sub-folders"
         if any(is_video_file(p) for p in folder.iterdir()):
             hint = "; it holds videos: pass a video file itself as --source"
         raise SourceError(f"folder '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS)}){hint}")
-    return ImageSource(str(folder), paths, root=folder, max_frames=max_frames)
+    source = ImageSource(str(folder), paths, root=folder, max_frames=max_frames, max_pixels=max_pixels)
+    source.walks = folder if recursive else None
+    return source
 
 
-def _glob_source(pattern: str, max_frames: int | None) -> ImageSource:
+def _glob_source(pattern: str, max_frames: int | None, max_pixels: int) -> ImageSource:
     matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
     paths = [p for p in matches if p.is_file() and is_image_file(p)]
     if not paths:
@@ -366,48 +635,64 @@ def _glob_source(pattern: str, max_frames: int | None) -> ImageSource:
         raise SourceError(f"glob pattern '{pattern}' matches {what}; check the pattern "
                           f"(quote it so the shell does not expand it) and the image extensions "
                           f"({', '.join(IMAGE_EXTENSIONS)})")
-    return ImageSource(pattern, paths, max_frames=max_frames)
+    source = ImageSource(pattern, paths, max_frames=max_frames, max_pixels=max_pixels)
+    source.walks = pattern
+    return source
 
 
-def _list_source(txt: Path, max_frames: int | None) -> ImageSource:
+def _list_source(txt: Path, max_frames: int | None, max_pixels: int) -> ImageSource:
     """A .txt file listing one image path per line (relative to the txt's folder; # comments)."""
     try:
-        lines = txt.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(f"cannot read list file '{txt}': {e}; pass a readable text file") from e
+        lines = txt.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise SourceError(f"cannot read list file '{txt}': not UTF-8 text (bad byte at offset {e.start}); save "
+                          f"it as UTF-8 text with one image path per line") from e
+    except OSError as e:
+        raise SourceError(f"cannot read list file '{txt}': {e.strerror or e}; pass a readable text file with "
+                          f"one image path per line") from e
     paths = []
     for line in lines:
         line = line.strip()
         if line and not line.startswith("#"):
+            if "\0" in line:
+                raise SourceError(f"list file '{txt}' has a NUL byte in a path; write one image path per line")
             p = Path(line).expanduser()
             paths.append(p if p.is_absolute() else txt.parent / p)
     if not paths:
         raise SourceError(f"list file '{txt}' names no images; write one image path per line")
-    return ImageSource(str(txt), paths, max_frames=max_frames)
+    return ImageSource(str(txt), paths, max_frames=max_frames, max_pixels=max_pixels, extra_inputs=(txt,))
 
 
-def _file_source(path: Path, vid_stride: int, max_frames: int | None) -> Source:
+def _file_source(path: Path, vid_stride: int, max_frames: int | None, max_pixels: int) -> Source:
     ext = _ext(path)
     if ext in IMAGE_EXTENSIONS:
-        return ImageSource(str(path), [path], single=True, max_frames=max_frames)
+        return ImageSource(str(path), [path], single=True, max_frames=max_frames, max_pixels=max_pixels)
     if ext in VIDEO_EXTENSIONS:
         return VideoSource(path, vid_stride=vid_stride, max_frames=max_frames)
     if ext == "txt":
-        return _list_source(path, max_frames)
-    raise SourceError(f"source '{path}' has an unknown extension '.{ext}': images are "
+        return _list_source(path, max_frames, max_pixels)
+    what = f"an unknown extension '.{ext}'" if ext else "no extension"
+    raise SourceError(f"source '{path}' has {what}: images are "
                       f"{', '.join(IMAGE_EXTENSIONS)}; videos are {', '.join(VIDEO_EXTENSIONS)}; "
                       f"a .txt file lists images")
 
 
+_WEBCAM = re.compile(r"webcam:(\d+)", re.IGNORECASE)
+
+
 def open_source(spec: str | int | Path, *, recursive: bool = False, vid_stride: int = 1,
-                max_frames: int | None = None) -> Source:
-    """Open ``spec`` as a :class:`Source` (see the module docstring for the accepted kinds).
+                max_frames: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> Source:
+    """Open ``spec`` as a :class:`Source` (see the module docstring for the accepted kinds and the order
+    in which a spec is tried: an existing path always wins).
 
     Args:
-        spec: a path, glob pattern, URL, or webcam index (int or a string of digits).
+        spec: a path, glob pattern, URL, ``webcam:N``, or webcam index (int or a string of digits).
         recursive: for a folder, also take images in its sub-folders.
         vid_stride: for videos and streams, keep every ``vid_stride``-th frame (ignored for images).
         max_frames: stop after this many yielded frames (any kind); None for all.
+        max_pixels: refuse images with more pixels (read from the header, before decoding).
+        stream_timeout: seconds a URL may take to answer, and a stream between two frames.
 
     Raises:
         SourceError: the path is missing, names nothing readable, or the capture cannot be opened.
@@ -416,21 +701,35 @@ def open_source(spec: str | int | Path, *, recursive: bool = False, vid_stride: 
         raise SourceError(f"--vid-stride must be 1 or more (got {vid_stride})")
     if max_frames is not None and max_frames < 1:
         raise SourceError(f"--max-frames must be 1 or more (got {max_frames})")
+    if max_pixels < 1:
+        raise SourceError(f"--max-pixels must be 1 or more (got {max_pixels})")
+    if not stream_timeout > 0:
+        raise SourceError(f"--stream-timeout must be more than 0 seconds (got {stream_timeout})")
     if isinstance(spec, bool):
         raise SourceError(f"source {spec!r} is not a source; pass {_ACCEPTED}")
     if isinstance(spec, int):
         return StreamSource(spec, vid_stride=vid_stride, max_frames=max_frames)
     text = str(spec)
+    if not text.strip():
+        raise SourceError(f"--source is empty: pass {_ACCEPTED}")
+    if "\0" in text:
+        raise SourceError(f"source {text!r} has a NUL byte; pass {_ACCEPTED}")
+    path = Path(text).expanduser()
+    if path.is_dir():  # an existing path always wins: a folder named 0 is a folder
+        return _folder_source(path, recursive, max_frames, max_pixels)
+    if path.is_file():
+        return _file_source(path, vid_stride, max_frames, max_pixels)
     if isinstance(spec, str):
+        webcam = _WEBCAM.fullmatch(text.strip())
+        if webcam:
+            return StreamSource(int(webcam.group(1)), vid_stride=vid_stride, max_frames=max_frames)
+        lowered = text.lower()
+        if lowered.startswith(("http://", "https://")) and is_image_file(urllib.parse.urlsplit(text).path):
+            return UrlImageSource(text, timeout=stream_timeout, max_pixels=max_pixels)
+        if lowered.startswith(STREAM_PREFIXES):
+            return StreamSource(text, vid_stride=vid_stride, max_frames=max_frames, timeout=stream_timeout)
         if text.strip().isdigit():
             return StreamSource(int(text), vid_stride=vid_stride, max_frames=max_frames)
-        if text.lower().startswith(STREAM_PREFIXES):
-            return StreamSource(text, vid_stride=vid_stride, max_frames=max_frames)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return _folder_source(path, recursive, max_frames)
-    if path.is_file():
-        return _file_source(path, vid_stride, max_frames)
     if any(c in text for c in "*?["):
-        return _glob_source(text, max_frames)
+        return _glob_source(text, max_frames, max_pixels)
     raise SourceError(f"source '{text}' not found: pass {_ACCEPTED}")

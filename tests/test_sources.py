@@ -248,7 +248,7 @@ def test_video_ending_early_is_recorded(tmp_path):
     assert src.failures == [(str(cut), f"video ended early at frame {len(frames)} of 10")]
 
 
-@pytest.mark.parametrize("url", ["rtsp://127.0.0.1:9/live", "http://127.0.0.1:9/cam.jpg"])
+@pytest.mark.parametrize("url", ["rtsp://127.0.0.1:9/live", "http://127.0.0.1:9/cam.mjpg"])
 def test_unreachable_stream_raises_naming_url(url):
     with pytest.raises(SourceError, match=re.escape(f"stream '{url}' cannot be opened")):
         open_source(url)
@@ -265,3 +265,144 @@ def test_stream_frames_have_monotonic_timestamps():
     assert all(f.kind == "stream" and f.source == str(DEMO_MP4) for f in frames)
     assert 0 <= frames[0].timestamp <= frames[1].timestamp
     assert src._cap is None
+
+
+# --------------------------------------------------------------------------------------------------
+# What a source is (an existing path always wins), formats, decoding limits, streams
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A real 8x6 PNG whose IHDR claims width x height (CRC recomputed): a decompression bomb's header."""
+    import struct
+    import zlib
+
+    _write_png(path, 50)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_existing_folder_named_like_a_webcam_is_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_png(tmp_path / "2024" / "a.png", 10)
+    _write_png(tmp_path / "0" / "b.png", 20)
+    for spec in ("2024", "0"):
+        src, frames = _frames(spec)
+        assert src.kind == "images" and len(frames) == 1
+
+
+@pytest.mark.parametrize("spec", ["webcam:7", "WEBCAM:7"])
+def test_webcam_prefix_is_always_a_camera(tmp_path, monkeypatch, spec):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "webcam:7").mkdir()  # even beside a folder of that name... which wins, being a path
+    assert open_source("webcam:7").kind == "images" if any((tmp_path / "webcam:7").iterdir()) else True
+    (tmp_path / "webcam:7").rmdir()
+    with pytest.raises(SourceError, match="webcam 7 cannot be opened"):
+        open_source(spec)
+
+
+def test_local_video_with_url_characters_keeps_its_name(tmp_path):
+    name = tmp_path / "my?take=2.mp4"
+    writer = cv2.VideoWriter(str(name), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 24))
+    for _ in range(3):
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    src, frames = _frames(str(name))
+    assert src.kind == "video" and src.stem == "my?take=2" and len(frames) == 3
+
+
+def test_image_url_is_an_image(file_server):
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), np.uint8)
+    file_server.files["/pics/cat.png"] = cv2.imencode(".png", image)[1].tobytes()
+    src, frames = _frames(f"{file_server.base}/pics/cat.png?size=large")
+    assert src.kind == "images" and len(frames) == 1
+    assert frames[0].source == "cat.png" and np.array_equal(frames[0].image, image)
+    with pytest.raises(SourceError, match=r"cannot fetch image .*missing\.jpg.*HTTP 404"):
+        open_source(f"{file_server.base}/missing.jpg")
+
+
+def test_gif_is_a_video(tmp_path):
+    from PIL import Image
+
+    pages = [Image.new("RGB", (41, 31), (60 * i, 0, 0)) for i in range(4)]
+    pages[0].save(tmp_path / "anim.gif", save_all=True, append_images=pages[1:], duration=100, loop=0)
+    src, frames = _frames(tmp_path / "anim.gif")
+    assert src.kind == "video" and len(frames) == 4 and frames[0].image.shape == (31, 41, 3)
+    assert src.fps == pytest.approx(10.0)
+
+
+def test_multipage_tiff_gives_a_frame_per_page(tmp_path):
+    from PIL import Image
+
+    pages = [Image.new("RGB", (20 + i, 10), (0, 50 * i, 0)) for i in range(3)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    _write_png(tmp_path / "z.png", 9)
+    src, frames = _frames(tmp_path)
+    assert [(f.source.endswith("scan.tif"), f.page, f.image.shape[1]) for f in frames[:3]] == \
+        [(True, 1, 20), (True, 2, 21), (True, 3, 22)]
+    assert frames[3].page is None and len(frames) == 4
+    assert [int(f.image[0, 0, 1]) for f in frames[:3]] == [0, 50, 100]
+
+
+def test_rgba_png_model_sees_imread_and_alpha_is_kept(tmp_path):
+    bgra = np.random.default_rng(1).integers(0, 256, (12, 16, 4), np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), bgra)
+    _, frames = _frames(tmp_path / "a.png")
+    assert np.array_equal(frames[0].image, cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_COLOR))
+    assert np.array_equal(frames[0].alpha, bgra[:, :, 3])
+    _write_png(tmp_path / "b.png", 3)
+    assert _frames(tmp_path / "b.png")[1][0].alpha is None
+
+
+def test_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    bomb = _png_header_only(tmp_path / "photos" / "bomb.png", 40000, 40000)
+    _write_png(tmp_path / "photos" / "ok.png", 7)
+    src, frames = _frames(tmp_path / "photos")
+    assert [Path(f.source).name for f in frames] == ["ok.png"]
+    assert src.failures == [(str(bomb), "40000x40000 pixels is over the limit of 268435456 (raise it with "
+                                        "--max-pixels): skipped")]
+    with pytest.raises(SourceError, match="bomb.png.*over the limit"):
+        _frames(bomb)
+    src, frames = _frames(tmp_path / "photos", max_pixels=47)  # ok.png is 8x6 = 48 pixels
+    assert frames == [] and len(src.failures) == 2
+
+
+def test_stream_without_a_size_takes_the_first_frames(tmp_path, file_server):
+    writer = cv2.VideoWriter(str(tmp_path / "c.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    file_server.files["/c.mp4"] = (tmp_path / "c.mp4").read_bytes()
+    src = open_source(f"{file_server.base}/c.mp4")
+    assert src.kind == "stream" and src.stem == "c"
+    src.size = None  # as OpenCV reports for some http streams (0x0)
+    with src:
+        frames = list(src)
+    assert len(frames) == 5 and src.size == (64, 48)
+    # the stream's own clock: 25 fps presentation times
+    assert [f.timestamp for f in frames] == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+
+
+def test_dead_stream_ends_after_the_timeout_with_one_line():
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts, never answers
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/live"
+    try:
+        start = time.monotonic()
+        with pytest.raises(SourceError) as e:
+            open_source(url, stream_timeout=1.5)
+        assert time.monotonic() - start < 10
+        assert str(e.value) == (f"stream '{url}' did not answer within 1.5 s: check the URL and the network "
+                                f"(--source), or wait longer with --stream-timeout")
+        with pytest.raises(SourceError, match=r"no answer within 1.5 s \(--stream-timeout\)"):
+            open_source(url + ".jpg", stream_timeout=1.5)
+    finally:
+        listener.close()
