@@ -2,7 +2,14 @@
 
 Every file is written atomically: to a temporary name in the destination folder, then ``os.replace``d
 onto its final name. A writer closed by an exception still finalises what it has (the frames and
-results written so far), so nothing is lost and no half-written file ever carries the final name.
+results written so far), so nothing is lost and no half-written file ever carries the final name: a
+write error (disk full, I/O error, read-only file system) is an OutputError naming the file, and what
+cannot be finished is removed. A temporary name carries the writing process's id
+(``.<name>.poseapp<pid>.<random><suffix>``), so :func:`remove_stale_temps` can tell the debris of a
+killed run from the files of a live one.
+
+Videos: ``<stem>.mp4``, MPEG-4 Part 2 video in an MP4 container, written with PyAV (FFmpeg) at the
+exact size of the frames (OpenCV's writer would crop an odd size to even) and the exact frame rate.
 
 JSON layouts:
 
@@ -21,6 +28,7 @@ import re
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
@@ -65,15 +73,55 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+_TEMP_NAME = re.compile(r"^\..+\.poseapp(\d+)\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+
+
 def _temp_path(path: Path, suffix: str = ".tmp") -> Path:
-    """A fresh hidden temporary file next to ``path`` (created empty, so the name is ours).
+    """A fresh hidden temporary file next to ``path`` (created empty, so the name is ours), named
+    ``.<name>.poseapp<pid>.<random><suffix>``.
 
     mkstemp creates it 0600; it gets the usual mode so the renamed output is readable like any other.
     """
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.poseapp{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     os.chmod(name, _file_mode())
     return Path(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temporary files that runs killed before they could finish (SIGKILL, power loss) left
+    under ``folder``: those whose writer process is gone. A live writer's files are never touched.
+
+    Returns the paths removed (for the summary)."""
+    removed: list[Path] = []
+    if not Path(folder).is_dir():
+        return removed
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            match = _TEMP_NAME.match(name)
+            if match is None or _pid_alive(int(match.group(1))):
+                continue
+            path = Path(dirpath) / name
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError as e:
+                logger.warning("cannot remove stale temporary file %s: %s", path, _reason(e))
+    return removed
 
 
 def _publish(tmp: Path, path: Path) -> None:
@@ -106,6 +154,26 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+class _Closing:
+    """A writer as a context manager: ``__exit__`` closes it (finalising what it has). When an exception
+    is already on its way (Ctrl-C, SIGTERM, an earlier write error), a failure to finalise is logged
+    and the first exception is the one reported."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except OutputError as e:
+            if exc is None:
+                raise
+            logger.error("%s", e)  # the error already on its way is the one to report
 
 
 def next_run_dir(base: Path = Path("runs/predict"), exist_ok: bool = False) -> Path:
@@ -147,13 +215,29 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_") or "frame"
 
 
+_ALPHA_SUFFIXES = ("png", "tif", "tiff", "webp")
+
+
+def image_output_name(source: Path, root: Path | None = None, page: int | None = None) -> Path:
+    """The annotated copy's path (relative to the output folder) of the image file ``source``."""
+    rel = Path(source.name)
+    if root is not None:
+        try:
+            rel = source.resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+    return rel if page is None else rel.with_name(f"{rel.stem}_page{page}{rel.suffix}")
+
+
 class ImageWriter:
     """Writes annotated images under ``out_dir``, named after their source.
 
-    An image keeps its source's file name and extension. With ``root`` (the folder a recursive source
-    walked, ``Source.root``) the path relative to it is kept, so ``a/x.jpg`` and ``b/x.jpg`` stay
-    apart; otherwise a name already written by this writer gets a suffix (``x_2.jpg``). Video and
-    stream frames are named ``<stem>_<index:06d>.jpg``.
+    An image keeps its source's file name and extension (a page of a multi-page TIFF is
+    ``<stem>_page<N>.tif``). With ``root`` (the folder a recursive source walked, ``Source.root``) the
+    path relative to it is kept, so ``a/x.jpg`` and ``b/x.jpg`` stay apart; otherwise a name already
+    written by this writer gets a suffix (``x_2.jpg``). Video and stream frames are named
+    ``<stem>_<index:06d>.jpg``. An input's alpha channel (``Frame.alpha``) is kept where the format
+    has one (PNG, TIFF, WebP).
     """
 
     def __init__(self, out_dir: Path, root: Path | None = None) -> None:
@@ -171,13 +255,7 @@ class ImageWriter:
         if frame.kind != "image":
             stem = Path(frame.source).stem if frame.kind == "video" else _safe_name(frame.source)
             return Path(f"{stem}_{frame.index:06d}.jpg")
-        src = Path(frame.source)
-        if self.root is not None:
-            try:
-                return src.resolve().relative_to(self.root.resolve())
-            except ValueError:
-                pass
-        return Path(src.name)
+        return image_output_name(Path(frame.source), self.root, frame.page)
 
     def _unique(self, rel: Path) -> Path:
         candidate, n = rel, 1
@@ -192,6 +270,10 @@ class ImageWriter:
         import cv2
 
         path = self.out_dir / self._unique(self._relative_name(frame))
+        alpha = frame.alpha
+        if alpha is not None and path.suffix.lower().lstrip(".") in _ALPHA_SUFFIXES \
+                and alpha.shape == image.shape[:2]:
+            image = np.dstack([image, alpha])
         ok, buf = cv2.imencode(path.suffix or ".jpg", image)
         if not ok:
             raise OutputError(f"cannot encode '{path}' as {path.suffix}: choose another image format")
@@ -206,67 +288,163 @@ class ImageWriter:
 # Video
 
 
-class VideoWriter:
-    """An mp4 (fourcc ``mp4v``) written to a temporary name in the same folder, renamed on close.
+def video_output_names(stem: str) -> tuple[str, ...]:
+    """Every name a video's annotated copy may take."""
+    return (f"{stem}.mp4",)
 
-    Closing, also through an exception, finalises the file with the frames written so far; when no
-    frame was written the temporary file is removed and no video is left.
+
+def _frame_rate(fps: float) -> Fraction:
+    """``fps`` as the rational a container stores: 29.97002997 -> 30000/1001, 12.5 -> 25/2."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoWriter(_Closing):
+    """An annotated video: ``<stem>.mp4`` (MPEG-4 Part 2 in an MP4 container, written with PyAV/FFmpeg),
+    at the exact size of its frames (odd sizes too) and the given frame rate, stored as a rational.
+
+    It is written to a temporary name in the same folder and renamed on close. The file is opened with
+    the first frame, whose size it takes when ``size`` is None (a stream that does not say). A write
+    error (a full disk) raises OutputError at once; closing, also through an exception, finalises the
+    file with the frames written so far and reads it back: a file that cannot be played is removed and
+    closing raises OutputError. When no frame was written no video is left.
 
     Args:
         path: final file name (``.mp4``).
-        fps: frames per second (the source's); None or <= 0 falls back to 30 with a warning.
-        size: (width, height) of every frame.
+        fps: frames per second (the source's, divided by the frame stride); None or <= 0 falls back to
+            30 with a warning.
+        size: (width, height) of every frame; None: the first frame's.
     """
 
-    def __init__(self, path: Path, fps: float | None, size: tuple[int, int]) -> None:
-        import cv2
-
-        self.path = Path(path)
+    def __init__(self, path: Path, fps: float | None, size: tuple[int, int] | None = None) -> None:
+        self.path = Path(path).with_suffix(".mp4")
         if not fps or fps <= 0:
             logger.warning("%s: source fps unknown, writing at %.0f fps", self.path, DEFAULT_FPS)
             fps = DEFAULT_FPS
         self.fps = float(fps)
-        self.size = (int(size[0]), int(size[1]))
+        self.size = (int(size[0]), int(size[1])) if size else None
         self.frames_written = 0
+        self.temp_path: Path | None = None
+        self._container: Any = None
+        self._stream: Any = None
+        self._closed = False
+        if not self.path.parent.is_dir():  # fail now rather than at the first frame
+            e = OSError(errno.ENOTDIR if self.path.parent.exists() else errno.ENOENT, "not a folder")
+            raise _output_error(self.path, e)
+        if self.size is not None:
+            self._open(self.size)
+
+    def _open(self, size: tuple[int, int]) -> None:
+        import av
+
         try:
-            self.temp_path = _temp_path(self.path, suffix=self.path.suffix or ".mp4")
+            self.temp_path = _temp_path(self.path, suffix=".mp4")
         except OSError as e:
             raise _output_error(self.path, e) from e
-        self._writer: "cv2.VideoWriter | None" = cv2.VideoWriter(
-            str(self.temp_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-        if not self._writer.isOpened():
-            self._writer = None
+        try:
+            container = av.open(str(self.temp_path), mode="w", format="mp4")
+            stream = container.add_stream("mpeg4", rate=_frame_rate(self.fps))
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuv420p"
+            stream.bit_rate = max(1_000_000, int(size[0] * size[1] * self.fps * 0.2))  # about 0.2 bit/pixel
+        except OSError as e:  # av.error.FFmpegError is an OSError
             self.temp_path.unlink(missing_ok=True)
-            raise OutputError(f"cannot write video '{self.path}': OpenCV cannot open an mp4v writer "
-                              f"(codec missing?); write images instead or choose another --out")
+            raise OutputError(f"cannot write video '{self.path}': {_reason(e)} (write images with --json "
+                              f"--no-save, or choose another --out)") from e
+        self.size = size
+        self._container, self._stream = container, stream
 
     def write(self, image: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 BGR frame; its size must be ``size`` (OpenCV would drop it silently)."""
-        if self._writer is None:
+        """Append one (H, W, 3) uint8 BGR frame; its size must be ``size``.
+
+        Raises:
+            OutputError: the frame cannot be written (disk full...); the file is then removed.
+        """
+        import av
+
+        if self._closed:
             raise ValueError(f"VideoWriter for '{self.path}' is closed")
         h, w = image.shape[:2]
-        if (w, h) != self.size:
+        if self._stream is None:
+            self._open((int(w), int(h)))
+        elif (w, h) != self.size:
             raise ValueError(f"frame is {w}x{h} but video '{self.path}' is {self.size[0]}x{self.size[1]}")
-        self._writer.write(image)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        frame.pts = self.frames_written
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except OSError as e:
+            self._discard()
+            raise _output_error(self.path, e) from e
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Finalise: release the writer and rename the temporary file (safe to call twice)."""
-        if self._writer is None:
-            return
-        self._writer.release()
-        self._writer = None
-        if self.frames_written == 0:
+    def _discard(self) -> None:
+        """Drop an unfinishable file: close the container (ignoring its errors) and remove the temp file."""
+        self._closed = True
+        container, self._container, self._stream = self._container, None, None
+        if container is not None:
+            try:
+                container.close()
+            except OSError:
+                pass
+        if self.temp_path is not None:
             self.temp_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Finalise: flush the encoder, close the file, check it plays, rename it (safe to call twice).
+
+        Raises:
+            OutputError: the file could not be finished (it is removed; nothing carries the final name).
+        """
+        if self._closed:
+            return
+        if self._container is None:
+            self._closed = True
+            return
+        if self.frames_written == 0:
+            self._discard()
             logger.warning("%s: no frames written, no video saved", self.path)
             return
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+        except OSError as e:
+            self._discard()
+            raise _output_error(self.path, e) from e
+        self._closed = True
+        self._container = self._stream = None
+        problem = self._check_playable()
+        if problem:
+            self.temp_path.unlink(missing_ok=True)
+            raise OutputError(f"cannot write video '{self.path}': {problem}; free some space or choose "
+                              f"another --out")
         _publish(self.temp_path, self.path)
 
-    def __enter__(self) -> "VideoWriter":
-        return self
+    def _check_playable(self) -> str:
+        """'' when the finished temporary file opens and holds every frame written, else why not."""
+        import cv2
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        cap = cv2.VideoCapture(str(self.temp_path))
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+        finally:
+            cap.release()
+        if count == self.frames_written:
+            return ""
+        free = _free_bytes(self.temp_path.parent)
+        disk = f"; {free} bytes free on that disk" if free is not None else ""
+        if count < 0:
+            return f"the file came out unplayable (the disk may be full{disk})"
+        return f"the file holds {count} of {self.frames_written} frames (the disk may be full{disk})"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,13 +456,15 @@ def _set_header(result: FrameResult) -> dict[str, Any]:
     return {"keypoint_set": kset.name, "keypoint_names": list(kset.names)}
 
 
-class JsonWriter:
+class JsonWriter(_Closing):
     """Collects per-image results; on close writes ONE JSON document atomically (COCO results style).
 
     Layout: ``{"keypoint_set": name, "keypoint_names": [...], "images": [{"image": source, "width",
     "height", "instances": [{"bbox" (xyxy), "bbox_score", "keypoints" ([[x, y]] * K),
-    "keypoint_scores"}]}], **meta}``. An image whose keypoint set differs from the first image's
-    carries its own ``"keypoint_set"``. Written on close also after an exception (what was collected).
+    "keypoint_scores"}]}], **meta}``; a page of a multi-page TIFF adds ``"page"`` (1-based) after
+    ``"image"``. An image whose keypoint set differs from the first image's carries its own
+    ``"keypoint_set"``. Written on close also after an exception (what was collected); when no image
+    was written, no file is.
     """
 
     _RESERVED = ("keypoint_set", "keypoint_names", "images")
@@ -304,7 +484,8 @@ class JsonWriter:
         d = result.to_dict()
         if not self._images:
             self._header = _set_header(result)
-        entry = {"image": d["source"], "width": d["width"], "height": d["height"]}
+        entry = {"image": d["source"], **({"page": d["page"]} if "page" in d else {}),
+                 "width": d["width"], "height": d["height"]}
         if d["keypoint_set"] != self._header["keypoint_set"]:
             entry["keypoint_set"] = d["keypoint_set"]
         entry["instances"] = d["instances"]
@@ -315,43 +496,62 @@ class JsonWriter:
         if self._closed:
             return
         self._closed = True
+        if not self._images:
+            logger.info("%s: no image written, no file saved", self.path)
+            return
         doc = {**self._header, "images": self._images, **self.meta}
         atomic_write(self.path, lambda f: f.write(json.dumps(doc).encode()))
 
-    def __enter__(self) -> "JsonWriter":
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class JsonlWriter:
+class JsonlWriter(_Closing):
     """One JSON object per line for videos and streams, flushed after each line.
 
     The first line is a header, ``{"header": {"keypoint_set", "keypoint_names", **meta}}`` (written
     with the first result); every other line is ``FrameResult.to_dict()``. Lines go to
     ``temp_path`` (a hidden file in the same folder, which can be tailed live) and the file is renamed
-    to ``path`` on close, also after an exception. Only a killed process leaves the temporary file.
+    to ``path`` on close, also after an exception. A write that fails (disk full) raises OutputError;
+    the file is cut back to its last complete line, and closing still publishes those lines. Only a
+    killed process leaves the temporary file (the next run into the folder removes it).
     """
 
     def __init__(self, path: Path, meta: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.meta = dict(meta or {})
         self.lines_written = 0
+        self._complete = 0  # bytes of complete lines in the file
         try:
             self.temp_path = _temp_path(self.path)
-            self._file: IO[str] | None = open(self.temp_path, "w", encoding="utf-8")
+            self._file: IO[bytes] | None = open(self.temp_path, "wb")
         except OSError as e:
             raise _output_error(self.path, e) from e
 
     def _line(self, obj: dict[str, Any]) -> None:
         if self._file is None:
             raise ValueError(f"JsonlWriter for '{self.path}' is closed")
+        data = (json.dumps(obj) + "\n").encode()
         try:
-            self._file.write(json.dumps(obj) + "\n")
+            self._file.write(data)
             self._file.flush()
         except OSError as e:
+            self._cut_back()
             raise _output_error(self.path, e) from e
+        self._complete += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop a partly written last line (after a failed write), so the file stays valid JSON Lines."""
+        assert self._file is not None
+        try:
+            self._file.close()  # its buffer cannot be flushed either; closing discards it
+        except OSError:
+            pass
+        try:
+            os.truncate(self.temp_path, self._complete)
+            self._file = open(self.temp_path, "ab")
+        except OSError as e:
+            logger.warning("%s: cannot cut the partial last line (%s)", self.temp_path, _reason(e))
+            self._file = None
+            self.temp_path.unlink(missing_ok=True)
+            self.temp_path = None  # type: ignore[assignment]
 
     def write(self, result: FrameResult) -> None:
         """Append one frame's result (after the header on the first call)."""
@@ -361,18 +561,20 @@ class JsonlWriter:
         self.lines_written += 1
 
     def close(self) -> None:
-        """Close and rename onto ``path`` (safe to call twice)."""
+        """Close and rename onto ``path`` (safe to call twice); no file when no frame was written."""
         if self._file is None:
             return
-        self._file.close()
-        self._file = None
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError as e:
+            self.temp_path.unlink(missing_ok=True)
+            raise _output_error(self.path, e) from e
+        if self.lines_written == 0:
+            self.temp_path.unlink(missing_ok=True)
+            return
         _publish(self.temp_path, self.path)
 
-    def __enter__(self) -> "JsonlWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -282,3 +282,119 @@ def test_window_headless_opencv_raises(monkeypatch):
     monkeypatch.setattr(cv2, "namedWindow", headless)
     with pytest.raises(OutputError, match="--show needs a display.*headless"):
         Window("poseapp")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizes, alpha, pages, temporary names and what a killed run leaves
+
+
+@pytest.mark.parametrize("size,fps", [((96, 64), 12.5), ((97, 63), 30000 / 1001), ((641, 359), 5.0)])
+def test_video_keeps_the_exact_frame_size_and_rate(tmp_path, size, fps):
+    name = "v.mp4"
+    w, h = size
+    image = np.add.outer(np.arange(h), np.arange(w)).astype(np.uint8)[:, :, None].repeat(3, axis=2)
+    with VideoWriter(tmp_path / "v.mp4", fps) as writer:  # size from the first frame
+        for _ in range(4):
+            writer.write(image)
+    assert writer.path == tmp_path / name
+    assert _count_frames(tmp_path / name) == (4, size)
+    cap = cv2.VideoCapture(str(tmp_path / name))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(fps, rel=1e-6)
+    cap.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_temporary_names_carry_the_pid(tmp_path):
+    import os
+
+    with JsonlWriter(tmp_path / "clip.jsonl") as writer:
+        assert writer.temp_path.name.startswith(f".clip.jsonl.poseapp{os.getpid()}.")
+        assert sinks._TEMP_NAME.match(writer.temp_path.name)
+        assert sinks.remove_stale_temps(tmp_path) == []  # ours, alive
+        writer.write(_result("clip.mp4", kind="video"))
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / f".clip.mp4.poseapp{pid}.abcd1234.mp4", tmp_path / "sub" / f".x.png.poseapp{pid}.a_b_c_d_.tmp"]
+    keep = [tmp_path / ".hidden", tmp_path / f"clip.poseapp{pid}.abcd1234.mp4", tmp_path / "a.png",
+            tmp_path / ".y.png.poseapp1.abcdefgh.tmp"]  # pid 1 (init) is alive
+    for p in stale + keep:
+        p.write_bytes(b"x")
+    assert sorted(sinks.remove_stale_temps(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+
+
+def test_image_writer_keeps_alpha_and_names_pages(tmp_path):
+    alpha = np.random.default_rng(2).integers(0, 256, (240, 320), np.uint8)
+    image = np.full((240, 320, 3), 77, np.uint8)
+    writer = ImageWriter(tmp_path)
+    png = writer.write(Frame(image, "in/a.png", alpha=alpha), image)
+    jpg = writer.write(Frame(image, "in/b.jpg", alpha=alpha), image)  # JPEG has no alpha
+    page = writer.write(Frame(image, "in/scan.tif", page=2), image)
+    back = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    assert back.shape == (240, 320, 4) and np.array_equal(back[:, :, 3], alpha)
+    assert np.array_equal(back[:, :, :3], image)
+    assert cv2.imread(str(jpg), cv2.IMREAD_UNCHANGED).shape == (240, 320, 3)
+    assert page.name == "scan_page2.tif"
+
+
+def test_json_writers_write_nothing_without_a_frame(tmp_path):
+    with JsonWriter(tmp_path / "predictions.json"):
+        pass
+    with JsonlWriter(tmp_path / "clip.jsonl"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_writer_records_the_page(tmp_path):
+    r = _result("scan.tif")
+    paged = FrameResult(Frame(r.frame.image, "scan.tif", page=3), r.poses)
+    with JsonWriter(tmp_path / "p.json") as writer:
+        writer.write(paged)
+    entry = json.loads((tmp_path / "p.json").read_text())["images"][0]
+    assert list(entry)[:4] == ["image", "page", "width", "height"] and entry["page"] == 3
+
+
+class _FullDisk:
+    """A file object that takes ``room`` bytes and then fails like a full disk (ENOSPC)."""
+
+    def __init__(self, real, room: int) -> None:
+        self.real, self.room = real, room
+
+    def write(self, data: bytes) -> int:
+        import errno
+
+        if len(data) > self.room:
+            self.real.write(data[: self.room])  # a partial write reaches the file, as it would
+            self.real.flush()
+            self.room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.real.write(data)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_jsonl_write_error_keeps_the_complete_lines(tmp_path):
+    path = tmp_path / "clip.jsonl"
+    writer = JsonlWriter(path)
+    writer.write(_result("clip.mp4", kind="video"))
+    room = 100
+    writer._file = _FullDisk(writer._file, room)
+    with pytest.raises(OutputError, match=r"cannot write to '.*clip.jsonl': no space left on device"):
+        with writer:
+            writer.write(_result("clip.mp4", index=1, kind="video"))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]  # every line parses
+    assert len(lines) == 2 and lines[1]["frame"] == 0
+    assert not _leftovers(tmp_path)
