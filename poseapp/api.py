@@ -11,15 +11,43 @@ from poseapp.zoo import Recipe, get_recipe, hash_prefix_in_filename, list_recipe
 log = logging.getLogger(__name__)
 
 
+_DEVICES = "auto, cpu, cuda, cuda:N (or just N) or mps"
+
+
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; other values are checked and passed through."""
+    """The torch device for ``device`` (case-insensitive): ``auto`` -> ``cuda`` when available, else ``cpu``;
+    ``cpu``; ``cuda``/``cuda:N``/``N`` when that CUDA device exists; ``mps`` where torch has it.
+
+    Raises:
+        PoseAppError: an unknown device, or one this machine does not have (before any model loads).
+    """
+    import re
+
     import torch
 
-    if device == "auto":
+    text = str(device).strip().lower()
+    if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PoseAppError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    return device
+    if text == "cpu":
+        return "cpu"
+    if text.isdigit():
+        text = f"cuda:{text}"
+    cuda = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if cuda:
+        if not torch.cuda.is_available():
+            raise PoseAppError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        count = torch.cuda.device_count()
+        if cuda.group(1) is not None and int(cuda.group(1)) >= count:
+            raise PoseAppError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                               f"cuda:{count - 1}; pick one of them")
+        return text
+    if text == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise PoseAppError(f"--device {device}: Apple's MPS is not available on this machine "
+                               f"(use --device cpu)")
+        return "mps"
+    raise PoseAppError(f"--device {device} is not a device: pass {_DEVICES}")
 
 
 POSE_FLAGS = ("--pose-model", "--pose-arch")
@@ -88,7 +116,7 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
     Args:
         model: zoo name (``python infer.py models``) or path to a checkpoint (.pth).
         arch: for a path, the zoo name whose recipe the checkpoint follows (else taken from its file name).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see ``resolve_device``).
         half: float16 inference (CUDA only).
         batch_size: crops per forward pass.
         flip_test: None keeps the recipe's flip test (on for the published configs).
@@ -96,6 +124,9 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
     """
     from poseapp.models import build_model, load_weights
 
+    device = resolve_device(device)  # before any download or load
+    if half and not device.startswith("cuda"):
+        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
     recipe, path = resolve_recipe(model, arch, flags=flags)
     if path is None:
         if not is_downloaded(recipe):
@@ -107,9 +138,6 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
         path = fetch_weights(recipe)
     else:
         _warn_on_hash_mismatch(path)
-    device = resolve_device(device)
-    if half and not device.startswith("cuda"):
-        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
     network = build_model(recipe.arch, recipe.num_keypoints, recipe.input_size)
     load_weights(network, path, target=f"{recipe.name} ({recipe.arch}, {recipe.num_keypoints} keypoints)",
                  arch_flag=flags[1])

@@ -2,17 +2,20 @@
 
 Only this module prints, draws progress bars and chooses exit codes: 0 all good, 1 some inputs failed
 (listed in the summary, the rest processed), 2 a usage or input error (one line, no traceback unless
---verbose), 130 interrupted.
+--verbose), 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: a signal ends a run as Ctrl-C does,
+with what was processed saved and the summary printed.
 """
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -22,6 +25,18 @@ DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
 DEFAULT_DET_MODEL = "yolo11n.pt"
 
 
+class Finite(click.FloatRange):
+    """A float option that must be a finite number (click's FloatRange lets nan through any range)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 class DefaultGroup(click.Group):
     """A click group that runs ``predict`` when the first argument is not a sub-command."""
 
@@ -29,6 +44,27 @@ class DefaultGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["predict", *args]
         return super().parse_args(ctx, args)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """As click's, except that a usage error (a bad option value, an unknown option, a missing
+        --source) is one ``error:`` line naming the option and where help is, exit 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            command = e.ctx.command_path if e.ctx is not None else "python infer.py"
+            message = " ".join(e.format_message().split())
+            click.secho(f"error: {message} (see {command} --help)", fg="red", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.secho(f"error: {' '.join(e.format_message().split())}", fg="red", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _fail(message: str, verbose: bool, code: int = 2) -> None:
@@ -94,16 +130,19 @@ class PredictCommand(click.Command):
 
 
 @main.command(cls=PredictCommand)
-@click.option("--source", "-s", required=True, help="Image, folder, glob, .txt list, video, webcam index or stream URL.")
+@click.option("--source", "-s", required=True, help="Image, folder, glob, .txt list, video (an animated GIF is one), "
+              "webcam:N (or a bare index), image URL or stream URL. An existing path always wins.")
 @click.option("--pose-model", "-m", default=DEFAULT_POSE_MODEL, show_default=True,
               help="Zoo name (python infer.py models) or a checkpoint path.")
 @click.option("--pose-arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows "
               "(default: the zoo entry whose file name it bears).")
 @click.option("--det-model", default=DEFAULT_DET_MODEL, show_default=True,
               help="ultralytics YOLO model (.pt/.onnx/OpenVINO folder, or a name it downloads); 'none' = whole frame.")
-@click.option("--det-conf", default=0.25, show_default=True, type=float, help="Detector confidence threshold.")
-@click.option("--det-iou", default=0.7, show_default=True, type=float, help="Detector NMS IoU threshold.")
-@click.option("--max-det", default=300, show_default=True, type=int, help="Most boxes per frame.")
+@click.option("--det-conf", default=0.25, show_default=True, type=Finite(0, 1),
+              help="Detector confidence threshold.")
+@click.option("--det-iou", default=0.7, show_default=True, type=Finite(0, 1),
+              help="Detector NMS IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(1), help="Most boxes per frame.")
 @click.option("--det-classes", default=None, help="Detector classes to keep, names or ids (e.g. person,dog). "
               "Default: by the pose model's data set (below).")
 @click.option("--boxes", "boxes_file", default=None, type=click.Path(dir_okay=False),
@@ -113,9 +152,10 @@ class PredictCommand(click.Command):
               "keypoints on the detected persons give the face boxes.")
 @click.option("--face-from-arch", default=None, help="For a --face-from checkpoint path: the zoo name whose "
               "recipe it follows (default: the zoo entry whose file name it bears).")
-@click.option("--face-from-thr", default=0.3, show_default=True, type=float,
+@click.option("--face-from-thr", default=0.3, show_default=True, type=Finite(0, 1),
               help="Head keypoints (nose, eyes, ears) scoring at least this make a face box; a person needs 2.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda, cuda:N (or N) or mps; checked against what this machine has.")
 @click.option("--half", is_flag=True, help="float16 inference (CUDA).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
 @click.option("--no-flip", is_flag=True, help="Turn off the flip test (on in the published configs).")
@@ -125,13 +165,18 @@ class PredictCommand(click.Command):
 @click.option("--json", "save_json", is_flag=True, help="Save keypoints (JSON for images, JSON Lines for videos).")
 @click.option("--no-save", is_flag=True, help="Do not save annotated images/videos (use with --json).")
 @click.option("--show", is_flag=True, help="Show results in a window (needs a display); q quits.")
-@click.option("--kpt-thr", default=0.3, show_default=True, type=float, help="Draw keypoints scoring at least this.")
-@click.option("--radius", default=None, type=int, help="Keypoint radius in pixels (default: by image size).")
-@click.option("--thickness", default=None, type=int, help="Link thickness in pixels (default: by image size).")
+@click.option("--kpt-thr", default=0.3, show_default=True, type=Finite(), help="Draw keypoints scoring at least this.")
+@click.option("--radius", default=None, type=click.IntRange(1), help="Keypoint radius in pixels (default: by image size).")
+@click.option("--thickness", default=None, type=click.IntRange(1),
+              help="Link thickness in pixels (default: by image size).")
 @click.option("--draw-bbox", is_flag=True, help="Draw the boxes too.")
 @click.option("--recursive", is_flag=True, help="Search folders recursively.")
 @click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(1), help="Use every Nth video frame.")
 @click.option("--max-frames", default=None, type=click.IntRange(1), help="Stop after N frames.")
+@click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
+              help="Skip images with more pixels (read from the header, before decoding): decompression bombs.")
+@click.option("--stream-timeout", default=10.0, show_default=True, type=Finite(0, min_open=True),
+              help="Seconds a URL may take to answer, and a stream between two frames, before it is given up.")
 @click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1): weights must be in the cache; "
               "a zoo name or detector name not yet downloaded is an error instead of a download.")
 @click.option("--verbose", "-v", is_flag=True, help="Log details; show tracebacks on errors.")
@@ -149,13 +194,51 @@ def predict(**opts: Any) -> None:
     go_offline(opts["offline"])
 
     try:
-        code = _predict(opts)
+        with _signals_end_like_ctrl_c():
+            code = _predict(opts)
     except PoseAppError as e:
         _fail(str(e), opts["verbose"])
     except KeyboardInterrupt:
         click.echo("interrupted: outputs written so far are saved", err=True)
         sys.exit(130)
+    except Terminated as e:
+        click.echo(f"terminated by {signal.Signals(e.signum).name}: outputs written so far are saved", err=True)
+        sys.exit(128 + e.signum)
     sys.exit(code)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like KeyboardInterrupt, so every writer finalises what it has."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_END_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _signals_end_like_ctrl_c() -> Iterator[None]:
+    """While a run goes on, SIGTERM (kill, docker stop, timeout) and SIGHUP (a closed terminal) raise
+    Terminated; repeats are ignored while the outputs are finalised. Outside the main thread (where
+    Python cannot take signals) nothing changes."""
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in _END_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in _END_SIGNALS}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -237,56 +320,88 @@ def _yolo_or_whole_frame(opts: dict[str, Any], classes, device: str):
 
 def _predict(opts: dict[str, Any]) -> int:
     from poseapp.api import create_model, resolve_device, resolve_recipe
+    from poseapp.outputs import check_outputs_apart
+    from poseapp.sinks import Window, next_run_dir, remove_stale_temps
     from poseapp.sources import open_source
-    from poseapp.sinks import Window, next_run_dir
 
-    # cheap checks first: a missing source or an unwritable --out fails before any model loads
+    # cheap checks first: a bad --device, a missing source, an --out that would overwrite an input or
+    # cannot be written all fail before any model loads
+    device = resolve_device(opts["device"])
     source = open_source(opts["source"], recursive=opts["recursive"], vid_stride=opts["vid_stride"],
-                         max_frames=opts["max_frames"])
+                         max_frames=opts["max_frames"], max_pixels=opts["max_pixels"],
+                         stream_timeout=opts["stream_timeout"])
     window = out = None
     wants_out = not (opts["no_save"] and not opts["save_json"])
     fresh_out = not (opts["exist_ok"] and Path(opts["out_dir"]).exists())  # a folder this run creates
+    stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "start": time.perf_counter(),
+             "stale": []}
     try:
         window = Window(f"poseapp: {opts['source']}") if opts["show"] else None
-        out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"]) if wants_out else None
+        if wants_out:
+            out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"])
+            check_outputs_apart(source, out)
+            stats["stale"] = remove_stale_temps(out)
 
-        device = resolve_device(opts["device"])
         recipe, _ = resolve_recipe(opts["pose_model"], opts["pose_arch"])  # no weights yet: option errors first
+        _check_kpt_thr(opts["kpt_thr"], recipe)
         detector = _build_detector(opts, recipe, device)
         estimator = create_model(opts["pose_model"], arch=opts["pose_arch"], device=device, half=opts["half"],
                                  batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
+        from poseapp.pipeline import Pipeline
+
+        pipeline = Pipeline(estimator, detector)
+        try:
+            _run(pipeline, source, out, window, opts, stats)
+        except (KeyboardInterrupt, Terminated):
+            _summary(stats, source, out, estimator.recipe.name)
+            raise
     except BaseException:
         _abandon(source, window, out if fresh_out else None)
         raise
-    from poseapp.pipeline import Pipeline
-
-    pipeline = Pipeline(estimator, detector)
-    stats = _run(pipeline, source, out, window, opts)
     _summary(stats, source, out, estimator.recipe.name)
+    if out is not None and fresh_out:
+        _remove_if_empty(out)
     return 1 if source.failures else 0
 
 
+def _check_kpt_thr(thr: float, recipe) -> None:
+    """Warn when --kpt-thr lies outside the range of the model's keypoint scores (it would draw all or none)."""
+    from poseapp.codecs import score_range
+
+    low, high = score_range(recipe.codec)
+    if low <= thr <= high:
+        return
+    effect = "nothing is drawn" if thr > high else "every keypoint is drawn, however unsure"
+    click.secho(f"warning: --kpt-thr {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to "
+                f"{high:g}): {effect}", fg="yellow", err=True)
+
+
 def _abandon(source, window, fresh_out: Path | None) -> None:
-    """A run that fails before its first frame: release the capture and window, and remove the output
-    folder it created if still empty (so a bad --pose-model does not use up runs/predictN)."""
+    """A run that fails: release the capture and window, and remove the output folder it created if it
+    holds nothing (so a bad --pose-model or a single unreadable image does not use up runs/predictN)."""
     source.close()
     if window is not None:
         window.close()
     if fresh_out is not None:
+        _remove_if_empty(fresh_out)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` and its sub-folders when no file is left in them."""
+    for dirpath, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
         try:
-            fresh_out.rmdir()  # only an empty folder
+            os.rmdir(dirpath)  # only an empty folder
         except OSError:
             pass
 
 
-def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> dict[str, Any]:
-    """Stream frames through the pipeline into the sinks; returns counters for the summary."""
+def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Stream frames through the pipeline into the sinks, counting into ``stats`` for the summary."""
     from tqdm import tqdm
 
     from poseapp.draw import draw
     from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter
 
-    stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "start": time.perf_counter()}
     save_media = out is not None and not opts["no_save"]
     meta = {"model": pipeline.estimator.recipe.name}
     with ExitStack() as stack:
@@ -300,11 +415,11 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> di
             if opts["save_json"]:
                 json_sink = stack.enter_context(JsonWriter(out / "predictions.json", meta))
         else:
-            stem = _stream_stem(source)
-            if save_media:
-                media = stack.enter_context(VideoWriter(out / f"{stem}.mp4", source.fps, source.size))
+            if save_media:  # the written frames play at the source's speed: fps / stride
+                fps = source.fps / opts["vid_stride"] if source.fps else None
+                media = stack.enter_context(VideoWriter(out / f"{source.stem}.mp4", fps, source.size))
             if opts["save_json"]:
-                json_sink = stack.enter_context(JsonlWriter(out / f"{stem}.jsonl", meta))
+                json_sink = stack.enter_context(JsonlWriter(out / f"{source.stem}.jsonl", meta))
         bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=source.kind == "images"
                                        and (source.expected_frames or 0) <= 1, dynamic_ncols=True, leave=False))
         for result in pipeline(source):
@@ -326,15 +441,6 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any]) -> di
             bar.update(1)
             if window is not None and not window.show(annotated):
                 break
-    return stats
-
-
-def _stream_stem(source) -> str:
-    spec = str(source.spec)
-    if spec.isdigit():
-        return f"webcam{spec}"
-    name = Path(spec.split("?")[0]).stem
-    return name or "stream"
 
 
 def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> None:
@@ -346,7 +452,11 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
                f"{elapsed:.1f}s ({frames / elapsed if elapsed else 0:.2f} frames/s; detector {det_ms:.0f} ms/frame, "
                f"pose {crops_per_s:.1f} crops/s)", err=True)
     if out is not None:
-        click.echo(f"results saved to {out}", err=True)
+        click.echo(f"results saved to {out}" if any(p.is_file() for p in out.rglob("*"))
+                   else f"nothing saved in {out}", err=True)
+    if stats["stale"]:
+        click.echo(f"removed {len(stats['stale'])} temporary file(s) a killed earlier run left in {out}: "
+                   f"{', '.join(p.name for p in stats['stale'][:5])}", err=True)
     if source.failures:
         click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
         for path, reason in source.failures:

@@ -37,7 +37,8 @@ _FLAGS = ("--model", "--arch")  # what eval calls predict's --pose-model/--pose-
 @click.option("--json", "save_json", is_flag=True, help="Save predictions.json (COCO results) and metrics.json.")
 @click.option("--out", "out_dir", default="runs/eval", show_default=True, type=click.Path(file_okay=False),
               help="Folder for --json.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda, cuda:N (or N) or mps; checked against what this machine has.")
 @click.option("--half", is_flag=True, help="float16 inference (CUDA).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
 @click.option("--no-flip", is_flag=True, help="Turn off the flip test (on in the published configs).")

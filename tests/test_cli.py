@@ -556,6 +556,50 @@ def test_vid_stride(tmp_path, pose):
     assert [f["timestamp"] for f in frames] == pytest.approx([0.0, 0.4, 0.8])
 
 
+def test_http_stream_and_image_url(tmp_path, file_server, random_checkpoint):
+    """A video served over http is a stream: its annotated copy has the frames' own size and the stream's
+    fps; an http URL of an image is an image, saved under the URL's file name (not a 1-frame video)."""
+    arch = "mobilenetv2-rle_coco-256x192"
+    fast = ["--pose-model", random_checkpoint(arch), "--pose-arch", arch, "--no-flip", "--det-model", "none"]
+    clip = tmp_path / "cam.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
+    for i in range(6):
+        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
+    writer.release()
+    file_server.files["/live/cam.mp4"] = clip.read_bytes()
+    file_server.files["/pics/cat.png"] = cv2.imencode(".png", np.full((30, 40, 3), 99, np.uint8))[1].tobytes()
+
+    result = cli("--source", f"{file_server.base}/live/cam.mp4", *fast, "--json", "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["cam.jsonl", "cam.mp4"]
+    cap = cv2.VideoCapture(str(tmp_path / "s" / "cam.mp4"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 48)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(20) and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    cap.release()
+    _, frames = jsonl(tmp_path / "s" / "cam.jsonl")
+    assert [f["timestamp"] for f in frames] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.25])
+
+    result = cli("--source", f"{file_server.base}/pics/cat.png", *fast, "--json", "--out", tmp_path / "i")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "i").iterdir()) == ["cat.png", "predictions.json"]
+
+
+def test_dead_stream_is_one_line(tmp_path, no_model_load):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts and never answers
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/live"
+        line = error_line(cli("--source", url, "--stream-timeout", 1, "--out", tmp_path / "out"))
+    finally:
+        listener.close()
+    assert line == (f"error: stream '{url}' did not answer within 1 s: check the URL and the network (--source), "
+                    f"or wait longer with --stream-timeout")
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # models, --help, --version
 

@@ -8,4 +8,16 @@ from poseapp.codecs.heatmap import HRNetHeatmap, MSRAHeatmap, UDPHeatmap
 from poseapp.codecs.regression import RegressionCodec
 from poseapp.codecs.simcc import SimCCCodec, SimDRCodec
 
-__all__ = ["HRNetHeatmap", "MSRAHeatmap", "RegressionCodec", "SimCCCodec", "SimDRCodec", "UDPHeatmap"]
+
+
+def score_range(codec: str) -> tuple[float, float]:
+    """The range a codec's keypoint scores fall in: [0, 1] for heatmap maxima (about), RLE's 1 - sigma,
+    DeepPose's constant 1 and SimDR's softmax; SimCC (RTMPose) scores are maxima of unnormalised vectors,
+    not probabilities, so any threshold is in range."""
+    if codec == "simcc":
+        return float("-inf"), float("inf")
+    return 0.0, 1.0
+
+
+__all__ = ["HRNetHeatmap", "MSRAHeatmap", "RegressionCodec", "SimCCCodec", "SimDRCodec", "UDPHeatmap",
+           "score_range"]
