@@ -54,9 +54,10 @@ class DefaultGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
-            command = e.ctx.command_path if e.ctx is not None else "python infer.py"
+            words = e.ctx.command_path.split()[1:] if e.ctx is not None else []
             message = " ".join(e.format_message().split())
-            click.secho(f"error: {message} (see {command} --help)", fg="red", err=True)
+            click.secho(f"error: {message} (see python infer.py {' '.join([*words, '--help'])})", fg="red",
+                        err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
             click.secho(f"error: {' '.join(e.format_message().split())}", fg="red", err=True)
@@ -242,8 +243,18 @@ def _signals_end_like_ctrl_c() -> Iterator[None]:
 
 
 def _configure_logging(verbose: bool) -> None:
+    """Our log at INFO with --verbose, else WARNING; OpenCV's and FFmpeg's own console messages (an absent
+    camera's probing, "moov atom not found" while a file is checked) only with --verbose: without it a
+    failure is the one line this module prints."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        return
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # read when cv2 is first imported
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2_logging = getattr(getattr(sys.modules.get("cv2"), "utils", None), "logging", None)
+    if cv2_logging is not None:  # cv2 already imported (the tests, an embedding program)
+        cv2_logging.setLogLevel(cv2_logging.LOG_LEVEL_SILENT)
 
 
 def _build_detector(opts: dict[str, Any], recipe, device: str):

@@ -78,6 +78,8 @@ def _eval(opts: dict[str, Any]) -> None:
     from poseapp.evaluation.datasets import read_detections
     from poseapp.evaluation.evaluate import read_eval_set, score, score_mode_for, settings_for
 
+    if opts["save_json"]:
+        _check_outputs_apart(opts)
     recipe = None
     if opts["model"] is not None:
         from poseapp.api import resolve_recipe
@@ -113,6 +115,28 @@ def _eval(opts: dict[str, Any]) -> None:
     _print(recipe, dataset, eval_set, boxes_note, metrics, len(predictions), run_time, bool(opts["predictions_file"]))
     if opts["save_json"]:
         _save(opts, recipe, dataset, eval_set, boxes_note, predictions, metrics)
+
+
+_OUTPUTS = ("predictions.json", "metrics.json")
+_INPUT_FLAGS = {"predictions_file": "--predictions", "ann_file": "--ann", "boxes_file": "--boxes",
+                "headboxes": "--headboxes"}
+
+
+def _check_outputs_apart(opts: dict[str, Any]) -> None:
+    """--json writes predictions.json and metrics.json into --out: refuse, before anything runs, when one
+    of them is an input file (re-scoring runs/eval/predictions.json into runs/eval would replace it)."""
+    import os
+
+    from poseapp.errors import OutputError
+
+    for key, flag in _INPUT_FLAGS.items():
+        if not opts.get(key):
+            continue
+        for name in _OUTPUTS:
+            target = Path(opts["out_dir"]) / name
+            if os.path.realpath(target) == os.path.realpath(opts[key]):
+                raise OutputError(f"--out {opts['out_dir']} would overwrite the input {flag} {opts[key]} with "
+                                  f"the new {name}; choose another --out (e.g. runs/eval2)")
 
 
 def _run_model(opts: dict[str, Any], boxes, num_keypoints: int):

@@ -540,10 +540,15 @@ class VideoSource(_CaptureSource):
 
     def __iter__(self) -> Iterator[Frame]:
         self.failures = []
+        yielded = 0
         try:
             for n, image, _ in self._frames():
                 ts = n / self.fps if self.fps else None
+                yielded += 1
                 yield Frame(image=image, source=self.name, index=n, timestamp=ts, kind="video")
+            if yielded == 0:
+                raise SourceError(f"video '{self.path}' holds no frame OpenCV can decode; re-encode it (e.g. "
+                                  f"H.264 mp4) or pass another --source")
             if self._ended_at is not None and self.frame_count and self._ended_at < self.frame_count:
                 self._fail(self.name, f"video ended early at frame {self._ended_at} of {self.frame_count}")
         finally:

@@ -223,3 +223,18 @@ def test_eval_errors_are_one_line(tmp_path, make_checkpoint):
     line = error(cli("eval", "--model", make_checkpoint("coco_res50_hm"), "--arch", "hrnet-w32_coco-256x192",
                      "--ann", COCO_ANN))
     assert "does not fit hrnet-w32_coco-256x192" in line and "pass --arch with the zoo name" in line
+
+
+def test_eval_json_never_overwrites_its_inputs(tmp_path):
+    """Re-scoring runs/eval/predictions.json with --json into runs/eval would replace the input with its
+    re-scored copy: refused before anything is read, the input unchanged."""
+    saved = tmp_path / "runs" / "eval" / "predictions.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text("[]")
+    result = cli("eval", "--predictions", saved, "--dataset", "coco", "--ann", tmp_path / "ann.json", "--json",
+                 "--out", saved.parent)
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert line == (f"error: --out {saved.parent} would overwrite the input --predictions {saved} with the new "
+                    f"predictions.json; choose another --out (e.g. runs/eval2)")
+    assert saved.read_text() == "[]"
