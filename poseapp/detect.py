@@ -522,6 +522,7 @@ def _to_detections(result: Any) -> Detections:
 # --------------------------------------------------------------------------------------------------------------
 
 _Key = tuple[str, "str | int"]  # ("name", "000000000785.jpg") or ("id", 785)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class BoxesFile:
@@ -596,6 +597,9 @@ def _read_json(path: Path, what: str) -> Any:
         raise DetectorError(f"cannot read {what} {path}: {e}") from e
     except json.JSONDecodeError as e:
         raise DetectorError(f"{what} {path} is not valid JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # an integer over Python's 4300 digits; nesting deeper than its stack
+        why = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise DetectorError(f"{what} {path} is not valid JSON as Python reads it: {why}") from e
 
 
 def _image_names(ann: Any, path: Path) -> dict[int, str]:
@@ -605,7 +609,7 @@ def _image_names(ann: Any, path: Path) -> dict[int, str]:
         raise DetectorError(f"annotation file {path} has no 'images' list of {{id, file_name}}")
     try:
         return {int(im["id"]): Path(str(im["file_name"])).name for im in images}
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise DetectorError(f"annotation file {path}: an 'images' entry lacks a valid id or file_name ({e})") from e
 
 
@@ -627,6 +631,11 @@ def _parse_entries(
             labels[i] = int(entry.get("category_id", -1))
         except (TypeError, ValueError) as e:
             raise DetectorError(f"{where} has a non-numeric score or category_id ({e})") from e
+        except OverflowError as e:  # a category_id beyond int64, a number beyond a float
+            raise DetectorError(f"{where} has a score or category_id out of range ({e}): category_id is a COCO "
+                                f"class id (1 = person), score a number") from e
+        if not abs(scores[i]) <= _FLOAT32_MAX:  # NaN, an infinity, or one once float32
+            raise DetectorError(f"{where} has the score {entry.get('score')!r}: a score is a finite number")
         keys.append(_entry_key(entry, where, id_to_name))
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
     return xyxy, scores.astype(np.float32), labels, keys
@@ -637,14 +646,19 @@ def _bbox(entry: Mapping[str, Any], where: str) -> list[float]:
     if "bbox" not in entry:
         raise DetectorError(f"{where} has no bbox")
     bbox = entry["bbox"]
-    try:
-        values = [float(v) for v in bbox]
-    except (TypeError, ValueError):
-        values = []
+    values: list[float] = []
+    if isinstance(bbox, (list, tuple)):  # not a string: "1234" would read as [1, 2, 3, 4]
+        try:
+            values = [float(v) for v in bbox]
+        except (TypeError, ValueError, OverflowError):
+            values = []
     if len(values) != 4 or not all(np.isfinite(values)):
         raise DetectorError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
     if values[2] < 0 or values[3] < 0:
         raise DetectorError(f"{where}: bbox {bbox!r} has a negative width or height (expected [x, y, w, h])")
+    x, y, w, h = values
+    if max(abs(x), abs(y), abs(x + w), abs(y + h)) > _FLOAT32_MAX:  # boxes are float32: it would be infinite
+        raise DetectorError(f"{where}: bbox {bbox!r} is beyond float32's range (expected [x, y, w, h] in pixels)")
     return values
 
 
@@ -655,7 +669,7 @@ def _entry_key(entry: Mapping[str, Any], where: str, id_to_name: Mapping[int, st
             return ("name", Path(entry[field]).name)
     image_id = entry.get("image_id")
     if isinstance(image_id, str):
-        if not image_id.isdigit():
+        if not (image_id.isascii() and image_id.isdigit()):  # "\u00b2".isdigit(), but int() refuses it
             return ("name", Path(image_id).name)
         image_id = int(image_id)
     if isinstance(image_id, int) and not isinstance(image_id, bool):
@@ -667,6 +681,6 @@ def _frame_keys(source: str) -> list[_Key]:
     """The keys a frame from ``source`` answers to: basename, stem, and the stem's integer value."""
     p = Path(source)
     keys: list[_Key] = [("name", p.name), ("name", p.stem)]
-    if p.stem.isdigit():
+    if p.stem.isascii() and p.stem.isdigit():  # as _entry_key: "\u00b2".isdigit(), but int() refuses it
         keys.append(("id", int(p.stem)))
     return keys

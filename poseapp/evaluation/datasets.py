@@ -92,6 +92,8 @@ def load_json(path: str | Path, what: str):
         raise DatasetError(f"{what} {path} does not exist (check the path)") from None
     except (OSError, ValueError) as e:
         raise DatasetError(f"cannot read {what} {path}: {e} (is it a JSON file?)") from e
+    except RecursionError as e:  # nesting deeper than Python's stack
+        raise DatasetError(f"cannot read {what} {path}: nested too deeply (is it a JSON file?)") from e
 
 
 def read_coco_style(ann_file: str | Path, images: str | Path, dataset: str) -> EvalSet:

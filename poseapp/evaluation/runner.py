@@ -29,9 +29,8 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
     ``keypoint_range``) are placed at their place among the 294, the rest left at 0 with score 0.
     ``progress(n)`` is called after each step with the number of boxes done in it.
     """
-    import cv2
-
     from poseapp.estimator import crop_areas
+    from poseapp.sources import read_image
 
     recipe = estimator.recipe
     order = _by_image(boxes)
@@ -39,10 +38,10 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
     for step in _chunks(list(order.items()), IMAGES_PER_STEP):
         images, step_boxes = [], []
         for image_path, indices in step:
-            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+            image, reason = read_image(Path(image_path))
             if image is None:
-                raise DatasetError(f"cannot read image {image_path} (check --images: the folder the annotation "
-                                   "file's file names are relative to)")
+                raise DatasetError(f"cannot read image {image_path}: {reason} (check --images: the folder the "
+                                   "annotation file's file names are relative to)")
             images.append(image)
             step_boxes.append(np.stack([boxes[i].bbox for i in indices]).astype(np.float32))
         results = estimator(images, step_boxes)
@@ -96,21 +95,54 @@ def to_results(predictions: Sequence[KeypointPrediction], scores: Sequence[float
 
 def read_predictions(path: str | Path) -> list[KeypointPrediction]:
     """Predictions from a file ``eval --json`` wrote (a COCO results list with ``id``, ``bbox``, ``bbox_score``
-    and ``area``); keypoint values are read as float32, as the model produced them."""
+    and ``area``); keypoint values are read as float32, as the model produced them. DatasetError names the
+    file, the entry and the field that is not what ``eval --json`` writes."""
     doc = load_json(path, "predictions file")
     need = {"image_id", "category_id", "keypoints", "id", "bbox", "bbox_score", "area"}
     if not isinstance(doc, list) or not all(isinstance(d, dict) and need <= set(d) for d in doc):
         raise DatasetError(f"predictions file {path} is not what `eval --json` writes (a list of COCO results with "
                            f"{', '.join(sorted(need))})")
-    out = []
-    for d in doc:
-        flat = np.asarray(d["keypoints"], np.float64).reshape(-1, 3)
-        x, y, w, h = d["bbox"]
-        out.append(KeypointPrediction(int(d["id"]), int(d["image_id"]), int(d["category_id"]),
-                                      np.array([x, y, x + w, y + h], np.float32), float(np.float32(d["bbox_score"])),
-                                      flat[:, :2].astype(np.float32), flat[:, 2].astype(np.float32),
-                                      float(d["area"])))
-    return out
+    return [_prediction(d, i, path) for i, d in enumerate(doc)]
+
+
+def _prediction(d: dict, i: int, path: str | Path) -> KeypointPrediction:
+    """Entry ``i`` of a predictions file (a dict holding every field read_predictions needs)."""
+
+    def field(name: str, convert, expected: str):
+        try:
+            return convert(d[name])
+        except (TypeError, ValueError, OverflowError):
+            shown = repr(d[name])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise DatasetError(f"predictions file {path}: entry {i} has {name} {shown}, not {expected} (pass a file "
+                               "`eval --json` wrote)") from None
+
+    def keypoints(value) -> np.ndarray:  # (K, 3) float32, K >= 1
+        flat = np.asarray(value, np.float64).reshape(-1, 3) if isinstance(value, list) else ()  # not a string
+        if not len(flat):
+            raise ValueError("no keypoints")
+        return _float32(flat)
+
+    def xyxy(value) -> np.ndarray:  # [x, y, w, h] -> (4,) float32 [x1, y1, x2, y2]
+        if not isinstance(value, list) or len(value) != 4:  # "1234" would read as [1, 2, 3, 4]
+            raise ValueError("not 4 numbers")
+        x, y, w, h = (float(v) for v in value)
+        return _float32([x, y, x + w, y + h])
+
+    flat = field("keypoints", keypoints, "[x, y, score] * K numbers")
+    return KeypointPrediction(field("id", int, "an integer"), field("image_id", int, "an integer"),
+                              field("category_id", int, "an integer"), field("bbox", xyxy, "[x, y, w, h]"),
+                              field("bbox_score", lambda v: float(_float32(float(v))), "a number"),
+                              flat[:, :2].copy(), flat[:, 2].copy(), field("area", float, "a number"))
+
+
+def _float32(values) -> np.ndarray:
+    """``values`` as float32; ValueError for a finite value beyond float32's range (what a model gives is
+    float32: such a value is not from ``eval --json``, and the cast would make it infinite)."""
+    values = np.asarray(values, np.float64)
+    if (np.abs(values[np.isfinite(values)]) > np.finfo(np.float32).max).any():
+        raise ValueError("beyond float32")
+    return values.astype(np.float32)
 
 
 def write_json(path: Path, doc) -> None:
