@@ -157,12 +157,20 @@ def _check_bytes(data: bytes, max_pixels: int) -> tuple[ImageHeader | None, str]
 
 
 def _read_bytes(path: Path) -> tuple[bytes | None, str]:
-    if not path.is_file():
-        return None, "file not found"
     try:
+        if not path.is_file():
+            return None, "file not found"
         return path.read_bytes(), ""
-    except OSError as e:
+    except OSError as e:  # a read error; also a name too long for the file system
         return None, f"cannot read file ({e.strerror or e})"
+
+
+def _expand(text: str) -> Path:
+    """``Path(text)`` with ``~`` expanded where it can be (``~nosuchuser`` stays as written)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no such user's home
+        return Path(text)
 
 
 def _alpha_of(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -351,6 +359,8 @@ class ImageSource(Source):
         self.failures = []
         yielded = 0
         for i, path in enumerate(self.paths):
+            if self.max_frames is not None and yielded >= self.max_frames:
+                return
             pages, reason = read_pages(path, max_pixels=self.max_pixels)
             if not pages:
                 if self.single:
@@ -437,6 +447,7 @@ class _CaptureSource(Source):
         self._target = target
         self._cap: "cv2.VideoCapture | None" = None
         self._ended_at: int | None = None  # frames delivered when the capture stopped by itself
+        self._stalled = False  # the capture stopped after waiting about ``timeout`` for a frame
         self._open_seconds = 0.0
         self._read_properties(self._open())
 
@@ -661,7 +672,7 @@ def _list_source(txt: Path, max_frames: int | None, max_pixels: int) -> ImageSou
         if line and not line.startswith("#"):
             if "\0" in line:
                 raise SourceError(f"list file '{txt}' has a NUL byte in a path; write one image path per line")
-            p = Path(line).expanduser()
+            p = _expand(line)
             paths.append(p if p.is_absolute() else txt.parent / p)
     if not paths:
         raise SourceError(f"list file '{txt}' names no images; write one image path per line")
@@ -719,10 +730,15 @@ def open_source(spec: str | int | Path, *, recursive: bool = False, vid_stride: 
         raise SourceError(f"--source is empty: pass {_ACCEPTED}")
     if "\0" in text:
         raise SourceError(f"source {text!r} has a NUL byte; pass {_ACCEPTED}")
-    path = Path(text).expanduser()
-    if path.is_dir():  # an existing path always wins: a folder named 0 is a folder
+    path = _expand(text)
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as e:  # e.g. a name too long for the file system
+        raise SourceError(f"source '{text[:80]}{'...' if len(text) > 80 else ''}' cannot be looked up "
+                          f"({e.strerror or e}); pass {_ACCEPTED}") from e
+    if is_dir:  # an existing path always wins: a folder named 0 is a folder
         return _folder_source(path, recursive, max_frames, max_pixels)
-    if path.is_file():
+    if is_file:
         return _file_source(path, vid_stride, max_frames, max_pixels)
     if isinstance(spec, str):
         webcam = _WEBCAM.fullmatch(text.strip())

@@ -339,6 +339,14 @@ def b_missing_path(t):
     return ["--source", missing, *t.pose(), *t.o()]
 
 
+def b_name_too_long(t):
+    return ["--source", t.inp / ("a" * 300 + ".jpg"), *t.pose(), *t.o()]
+
+
+def b_unknown_users_home(t):
+    return ["--source", "~nosuchuser_poseapp/x.jpg", *t.pose(), *t.o()]
+
+
 def b_glob_nothing(t):
     (t.inp / "notes.txt").write_text("not an image")
     pattern = f"{t.inp}/*.png"
@@ -600,6 +608,9 @@ CASES: list[Case] = [
     Case("webcam-99-absent", b_webcam("99"), 2, line=("webcam", "99"), notline=("not found",), model=False),
     Case("missing-path", b_missing_path, 2, line=("{missing}",), model=False),
     Case("glob-matching-nothing", b_glob_nothing, 2, line=("{pattern}",), model=False),
+    Case("name-too-long-for-the-disk", b_name_too_long, 2, line=("aaaa", "File name too long"), model=False),
+    Case("unknown-users-home", b_unknown_users_home, 2, line=("~nosuchuser_poseapp/x.jpg", "not found"),
+         model=False),
     Case("video-name-with-query", b_video_query_name, 0, videos={"my?take=2.mp4": (3, W, H, 30.0)},
          jsonl={"my?take=2.jsonl": 3}),
     # ---- a single image that cannot be read: exit 2, no output folder
