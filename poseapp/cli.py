@@ -51,8 +51,12 @@ class DefaultGroup(click.Group):
         --source) is one ``error:`` line naming the option and where help is, exit 2."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        no_args_help = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except no_args_help as e:  # `python infer.py` alone: the help, as click shows it
+            e.show()
+            sys.exit(e.exit_code)
         except click.UsageError as e:
             words = e.ctx.command_path.split()[1:] if e.ctx is not None else []
             message = " ".join(e.format_message().split())
@@ -84,7 +88,7 @@ def main() -> None:
       python infer.py --source photo.jpg              annotated photo in runs/predict/
       python infer.py --source photos/ --json         a folder, keypoints in predictions.json
       python infer.py --source clip.mp4               annotated video + JSON Lines per frame
-      python infer.py --source 0 --show               webcam in a live window (q quits)
+      python infer.py --source webcam:0 --show        webcam in a live window (q quits)
       python infer.py models                          the model zoo (models info NAME: one model)
       python infer.py fetch hrnet-w32_coco-256x192    download weights (for offline use)
       python infer.py eval --model NAME --ann A.json  the published metric on an annotated data set
@@ -176,7 +180,7 @@ class PredictCommand(click.Command):
 @click.option("--max-frames", default=None, type=click.IntRange(1), help="Stop after N frames.")
 @click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
               help="Skip images with more pixels (read from the header, before decoding): decompression bombs.")
-@click.option("--stream-timeout", default=10.0, show_default=True, type=Finite(0, min_open=True),
+@click.option("--stream-timeout", default=10.0, show_default=True, type=Finite(0, 86400, min_open=True),
               help="Seconds a URL may take to answer, and a stream between two frames, before it is given up.")
 @click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1): weights must be in the cache; "
               "a zoo name or detector name not yet downloaded is an error instead of a download.")
@@ -226,12 +230,13 @@ def _signals_end_like_ctrl_c() -> Iterator[None]:
     Python cannot take signals) nothing changes."""
 
     def handler(signum: int, frame: object) -> None:
-        for sig in _END_SIGNALS:
+        for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
         raise Terminated(signum)
 
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in _END_SIGNALS}
+    try:  # a signal already ignored (SIGHUP under nohup) stays ignored
+        previous = {sig: signal.signal(sig, handler) for sig in _END_SIGNALS
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
     except ValueError:  # not the main thread
         yield
         return
@@ -331,27 +336,35 @@ def _yolo_or_whole_frame(opts: dict[str, Any], classes, device: str):
 
 def _predict(opts: dict[str, Any]) -> int:
     from poseapp.api import create_model, resolve_device, resolve_recipe
-    from poseapp.outputs import check_outputs_apart
+    from poseapp.errors import PoseAppError
+    from poseapp.outputs import check_outputs_apart, planned_outputs
     from poseapp.sinks import Window, next_run_dir, remove_stale_temps
     from poseapp.sources import open_source
 
     # cheap checks first: a bad --device, a missing source, an --out that would overwrite an input or
     # cannot be written all fail before any model loads
+    opts["out_dir"] = str(Path(opts["out_dir"]).expanduser())  # --out=~/res: the shell leaves ~ to us
     device = resolve_device(opts["device"])
+    if opts["half"] and not device.startswith("cuda"):
+        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
     source = open_source(opts["source"], recursive=opts["recursive"], vid_stride=opts["vid_stride"],
                          max_frames=opts["max_frames"], max_pixels=opts["max_pixels"],
                          stream_timeout=opts["stream_timeout"])
     window = out = None
-    wants_out = not (opts["no_save"] and not opts["save_json"])
-    fresh_out = not (opts["exist_ok"] and Path(opts["out_dir"]).exists())  # a folder this run creates
+    media, keypoints = not opts["no_save"], opts["save_json"]
+    created = _first_missing(Path(opts["out_dir"]))  # the top folder this run creates, if any
     stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "start": time.perf_counter(),
-             "stale": []}
+             "stale": [], "boxes_file": opts["boxes_file"]}
     try:
         window = Window(f"poseapp: {opts['source']}") if opts["show"] else None
-        if wants_out:
+        if media or keypoints:
             out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"])
-            check_outputs_apart(source, out)
-            stats["stale"] = remove_stale_temps(out)
+            if created is None and not opts["exist_ok"] and out != Path(opts["out_dir"]):
+                created = out  # runs/predict2, beside an existing runs/predict
+            others = [Path(p) for p in (opts["boxes_file"], opts["pose_model"]) if p and Path(p).is_file()]
+            check_outputs_apart(source, out, media=media, keypoints=keypoints, other_inputs=others)
+            writes_into = {p.parent for p in planned_outputs(source, out, media=media, keypoints=keypoints)}
+            stats["stale"] = remove_stale_temps(sorted(writes_into | {out}))
 
         recipe, _ = resolve_recipe(opts["pose_model"], opts["pose_arch"])  # no weights yet: option errors first
         _check_kpt_thr(opts["kpt_thr"], recipe)
@@ -363,16 +376,27 @@ def _predict(opts: dict[str, Any]) -> int:
         pipeline = Pipeline(estimator, detector)
         try:
             _run(pipeline, source, out, window, opts, stats)
-        except (KeyboardInterrupt, Terminated):
-            _summary(stats, source, out, estimator.recipe.name)
+        except (KeyboardInterrupt, Terminated, PoseAppError):
+            if stats["frames"]:  # what was done before it stopped, and where it is
+                _summary(stats, source, out, estimator.recipe.name)
             raise
     except BaseException:
-        _abandon(source, window, out if fresh_out else None)
+        _abandon(source, window, created)
         raise
     _summary(stats, source, out, estimator.recipe.name)
-    if out is not None and fresh_out:
-        _remove_if_empty(out)
+    if created is not None:
+        _remove_if_empty(created)
     return 1 if source.failures else 0
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The top-most folder of ``path`` that does not exist yet (what creating ``path`` would create)."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 def _check_kpt_thr(thr: float, recipe) -> None:
@@ -387,14 +411,14 @@ def _check_kpt_thr(thr: float, recipe) -> None:
                 f"{high:g}): {effect}", fg="yellow", err=True)
 
 
-def _abandon(source, window, fresh_out: Path | None) -> None:
-    """A run that fails: release the capture and window, and remove the output folder it created if it
-    holds nothing (so a bad --pose-model or a single unreadable image does not use up runs/predictN)."""
+def _abandon(source, window, created: Path | None) -> None:
+    """A run that fails: release the capture and window, and remove the folders it created if they hold
+    nothing (so a bad --pose-model or a single unreadable image does not use up runs/predictN)."""
     source.close()
     if window is not None:
         window.close()
-    if fresh_out is not None:
-        _remove_if_empty(fresh_out)
+    if created is not None:
+        _remove_if_empty(created)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -463,11 +487,17 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
                f"{elapsed:.1f}s ({frames / elapsed if elapsed else 0:.2f} frames/s; detector {det_ms:.0f} ms/frame, "
                f"pose {crops_per_s:.1f} crops/s)", err=True)
     if out is not None:
-        click.echo(f"results saved to {out}" if any(p.is_file() for p in out.rglob("*"))
-                   else f"nothing saved in {out}", err=True)
+        click.echo(f"results saved to {out}" if any(p.is_file() for p in out.rglob("*")) else "nothing saved",
+                   err=True)
+    elif frames:
+        click.secho("warning: --no-save without --json saved nothing (add --json to keep the keypoints)",
+                    fg="yellow", err=True)
     if stats["stale"]:
         click.echo(f"removed {len(stats['stale'])} temporary file(s) a killed earlier run left in {out}: "
                    f"{', '.join(p.name for p in stats['stale'][:5])}", err=True)
+    if stats.get("boxes_file") and frames and not people:
+        click.secho(f"warning: no box of --boxes {stats['boxes_file']} belongs to these frames (boxes are matched "
+                    f"by file name, stem, or image id = the file's number)", fg="yellow", err=True)
     if source.failures:
         click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
         for path, reason in source.failures:

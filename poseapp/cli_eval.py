@@ -41,6 +41,8 @@ _FLAGS = ("--model", "--arch")  # what eval calls predict's --pose-model/--pose-
               help="auto, cpu, cuda, cuda:N (or N) or mps; checked against what this machine has.")
 @click.option("--half", is_flag=True, help="float16 inference (CUDA).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
+@click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
+              help="Refuse images with more pixels (read from the header, before decoding).")
 @click.option("--no-flip", is_flag=True, help="Turn off the flip test (on in the published configs).")
 @click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1).")
 @click.option("--verbose", "-v", is_flag=True, help="Log details; show tracebacks on errors.")
@@ -78,8 +80,12 @@ def _eval(opts: dict[str, Any]) -> None:
     from poseapp.evaluation.datasets import read_detections
     from poseapp.evaluation.evaluate import read_eval_set, score, score_mode_for, settings_for
 
-    if opts["save_json"]:
+    opts["out_dir"] = str(Path(opts["out_dir"]).expanduser())
+    if opts["save_json"]:  # before the model runs: a refused or unwritable --out costs nothing
         _check_outputs_apart(opts)
+        from poseapp.sinks import next_run_dir
+
+        next_run_dir(Path(opts["out_dir"]), exist_ok=True)  # creates it and checks it can be written
     recipe = None
     if opts["model"] is not None:
         from poseapp.api import resolve_recipe
@@ -149,7 +155,8 @@ def _run_model(opts: dict[str, Any], boxes, num_keypoints: int):
                              batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
                              flags=_FLAGS)
     with tqdm(total=len(boxes), unit="instance", dynamic_ncols=True, leave=False) as bar:
-        return predict(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update)
+        return predict(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update,
+                       max_pixels=opts["max_pixels"])
 
 
 def _print(recipe, dataset: str, eval_set, boxes_note: str, metrics: dict[str, float], count: int,

@@ -68,11 +68,13 @@ def _listed(dataset: str | None, family: str | None, search: str | None) -> list
 
     rows: list[Any] = [*list_recipes(), *list_unavailable()]
     if dataset is not None:
+        dataset = dataset.lower()  # names are matched case-insensitively, as model names are
         known = sorted({r.dataset for r in rows})
         if dataset not in known:
             raise suggest(dataset, known, "data set")
         rows = [r for r in rows if r.dataset == dataset]
     if family is not None:
+        family = family.lower()
         if family not in FAMILIES:
             raise suggest(family, FAMILIES, "family")
         rows = [r for r in rows if getattr(r, "family", None) == family]
@@ -282,6 +284,7 @@ def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> l
     if fetch_all:
         jobs.update((r.name, r) for r in list_recipes())
     if dataset is not None:
+        dataset = dataset.lower()
         chosen = [r for r in list_recipes() if r.dataset == dataset]
         if not chosen:
             raise suggest(dataset, sorted({r.dataset for r in list_recipes()}), "data set")

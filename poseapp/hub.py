@@ -203,8 +203,7 @@ def _download(url: str, dest: Path, sha256_prefix: str | None, progress: bool | 
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        fix = "set POSEAPP_HOME to a writable folder"
-        raise DownloadError(f"cannot create {dest.parent} for {url}: {e} ({fix})") from e
+        raise DownloadError(f"cannot create {dest.parent} for {url}: {e.strerror or e} ({_WRITABLE})") from e
     drive = urllib.parse.urlsplit(url).hostname in GDRIVE_HOSTS
     log.info("downloading %s -> %s%s", url, dest, " (Google Drive, via gdown)" if drive else "")
     with _reporter(progress, dest.name) as report:
@@ -222,6 +221,17 @@ def _download(url: str, dest: Path, sha256_prefix: str | None, progress: bool | 
         )
     os.replace(part, dest)
     return digest
+
+
+_WRITABLE = "choose a writable weights folder: POSEAPP_HOME, or fetch --dir"
+
+
+def _discard(part: Path) -> None:
+    """Remove a ``.part`` file if it can be (on a read-only disk it cannot, and need not)."""
+    try:
+        part.unlink(missing_ok=True)
+    except OSError as e:
+        log.debug("cannot remove %s: %s", part, e)
 
 
 def _with_retries(url: str, part: Path, attempt: Callable[[], str], retries: int, backoff: float, *,
@@ -244,7 +254,7 @@ def _with_retries(url: str, part: Path, attempt: Callable[[], str], retries: int
                                 attempts)
                     _sleep(delay)
     except Exception:
-        part.unlink(missing_ok=True)
+        _discard(part)
         raise
     after = f" after {attempts} attempts" if attempts > 1 else ""
     if resumable and part.is_file() and part.stat().st_size > 0:
@@ -281,7 +291,7 @@ def _http_attempt(url: str, part: Path, report: ProgressFn, timeout: float) -> s
         try:
             out = open(part, "ab" if offset else "wb")
         except OSError as e:
-            raise DownloadError(f"cannot write {part} for {url}: {e} (set POSEAPP_HOME to a writable folder)") from e
+            raise DownloadError(f"cannot write {part}: {(e.strerror or str(e)).lower()} ({_WRITABLE})") from e
         with out:
             while chunk := _read(response, url, timeout):
                 _write_chunk(out, chunk, part, url)
@@ -370,7 +380,7 @@ def _gdrive_attempt(url: str, part: Path, dest: Path, report: ProgressFn, timeou
     try:
         out = open(part, "wb")
     except OSError as e:
-        raise DownloadError(f"cannot write {part} for {url}: {e} (set POSEAPP_HOME to a writable folder)") from e
+        raise DownloadError(f"cannot write {part}: {(e.strerror or str(e)).lower()} ({_WRITABLE})") from e
     try:
         with out:
             report(0, None)

@@ -11,6 +11,7 @@ import fnmatch
 import glob
 import os
 from pathlib import Path
+from typing import Iterable
 
 from poseapp.errors import OutputError
 from poseapp.sinks import image_output_name, video_output_names
@@ -18,13 +19,20 @@ from poseapp.sinks import image_output_name, video_output_names
 JSON_NAME = "predictions.json"
 
 
-def planned_outputs(source, out: Path) -> list[Path]:
-    """Every file a run of ``source`` may write into ``out`` (annotated media and keypoint files)."""
+def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = True) -> list[Path]:
+    """Every file a run of ``source`` may write into ``out``: annotated media (``media``) and the keypoint
+    file (``keypoints``)."""
     out = Path(out)
     if source.kind == "images":
         paths = getattr(source, "paths", [])
-        return [out / JSON_NAME, *(out / image_output_name(Path(p), source.root) for p in paths)]
-    return [*(out / name for name in video_output_names(source.stem)), out / f"{source.stem}.jsonl"]
+        return [*([out / JSON_NAME] if keypoints else []),
+                *((out / image_output_name(Path(p), source.root) for p in paths) if media else [])]
+    return [*((out / name for name in video_output_names(source.stem)) if media else []),
+            *([out / f"{source.stem}.jsonl"] if keypoints else [])]
+
+
+def _real(path: Path | str) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(path)))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -32,7 +40,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
+    if _real(a) == _real(b):
         return True
     try:
         return os.path.samefile(a, b)  # hard links
@@ -41,34 +49,39 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _glob_reaches(pattern: str, path: Path) -> bool:
-    """Whether the glob ``pattern`` (as ``open_source`` expands it) would match ``path``."""
-    absolute = os.path.abspath(os.path.expanduser(pattern))
-    parts = Path(absolute).parts
-    if "**" in absolute:  # recursive: anything under the fixed part of the pattern
-        fixed = Path(*parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))])
-        return _inside(Path(os.path.realpath(path)), Path(os.path.realpath(fixed)))
-    target = Path(os.path.abspath(path)).parts
-    return len(target) == len(parts) and all(fnmatch.fnmatchcase(t, p) for t, p in zip(target, parts))
+    """Whether the glob ``pattern`` (as ``open_source`` expands it) would match ``path`` (both compared with
+    their symbolic links resolved)."""
+    parts = Path(os.path.abspath(os.path.expanduser(pattern))).parts
+    magic = next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))
+    fixed, rest = _real(Path(*parts[:magic])), parts[magic:]
+    target = _real(path)
+    if "**" in rest:  # recursive: anything under the fixed part of the pattern
+        return _inside(target, fixed)
+    if not _inside(target, fixed):
+        return False
+    tail = target.relative_to(fixed).parts
+    return len(tail) == len(rest) and all(fnmatch.fnmatchcase(t, p) for t, p in zip(tail, rest))
 
 
-def check_outputs_apart(source, out: Path, flag: str = "--out") -> None:
+def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: bool = True,
+                        other_inputs: Iterable[Path] = (), flag: str = "--out") -> None:
     """Raise OutputError when writing ``source``'s outputs into ``out`` would overwrite one of its input
-    files, or put them where the source would read them next time. No file is touched."""
+    files (or one of ``other_inputs``, such as a --boxes file), or put them where the source would read
+    them next time. No file is touched."""
     out = Path(out)
     walks = source.walks
-    if isinstance(walks, Path) and _inside(Path(os.path.realpath(out)), Path(os.path.realpath(walks))):
+    if isinstance(walks, Path) and _inside(_real(out), _real(walks)):
         raise OutputError(f"{flag} {out} lies inside '{walks}', which --recursive walks: the outputs would be "
-                          f"read as inputs next time; choose an {flag} outside '{walks}' (e.g. runs/predict)")
-    inputs = source.input_files()
-    planned = planned_outputs(source, out)
+                          f"read as inputs next time; choose an {flag} outside '{walks}'")
+    inputs = [*source.input_files(), *(Path(p) for p in other_inputs)]
+    planned = planned_outputs(source, out, media=media, keypoints=keypoints)
     for path in planned:
         for original in inputs:
             if _same_file(path, original):
-                raise OutputError(f"{flag} {out} would overwrite the input '{original}' with its annotated copy; "
-                                  f"choose an {flag} outside the source's folder (e.g. runs/predict)")
+                raise OutputError(f"{flag} {out} would overwrite the input '{original}' with the output of the "
+                                  f"same name; choose an {flag} outside the inputs' folder")
     if isinstance(walks, str):
         for path in planned:
             if _glob_reaches(walks, path):
                 raise OutputError(f"{flag} {out}: the source pattern '{walks}' would also match the output "
-                                  f"'{path.name}' there; choose an {flag} the pattern does not reach "
-                                  f"(e.g. runs/predict)")
+                                  f"'{path.name}' there next time; choose an {flag} the pattern does not reach")

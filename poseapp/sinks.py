@@ -5,8 +5,8 @@ onto its final name. A writer closed by an exception still finalises what it has
 results written so far), so nothing is lost and no half-written file ever carries the final name: a
 write error (disk full, I/O error, read-only file system) is an OutputError naming the file, and what
 cannot be finished is removed. A temporary name carries the writing process's id
-(``.<name>.poseapp<pid>.<random><suffix>``), so :func:`remove_stale_temps` can tell the debris of a
-killed run from the files of a live one.
+(``.<name>.poseapp<pid>-<host>.<random><suffix>``), so :func:`remove_stale_temps` can tell the debris
+of a killed run from the files of a live one.
 
 Videos: ``<stem>.mp4``, MPEG-4 Part 2 video in an MP4 container, written with PyAV (FFmpeg) at the
 exact size of the frames (OpenCV's writer would crop an odd size to even) and the exact frame rate.
@@ -25,16 +25,17 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from poseapp.errors import OutputError
+from poseapp.errors import OutputError, PoseAppError
 from poseapp.results import Frame, FrameResult
 
 if TYPE_CHECKING:
@@ -49,17 +50,19 @@ DEFAULT_FPS = 30.0
 # Helpers
 
 
+_REASONS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.ENOTDIR: "a parent path is a file, not a folder",
+    errno.EEXIST: "a file of that name exists",
+}
+
+
 def _reason(e: OSError) -> str:
     """A short, lower-case reason for an OSError."""
-    reasons = {
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "read-only file system",
-        errno.ENOSPC: "no space left on device",
-        errno.ENOTDIR: "a parent path is a file, not a folder",
-        errno.EEXIST: "a file of that name exists",
-    }
-    return reasons.get(e.errno or 0, (e.strerror or str(e)).lower())
+    return _REASONS.get(e.errno or 0, (e.strerror or str(e)).lower())
 
 
 def _output_error(path: Path, e: OSError) -> OutputError:
@@ -73,16 +76,23 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-_TEMP_NAME = re.compile(r"^\..+\.poseapp(\d+)\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+def _host_tag() -> str:
+    """This machine's name, shortened to what a file name can carry (temp files on a shared disk)."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16]
+
+
+_TEMP_NAME = re.compile(r"^\..*\.poseapp(\d+)-([A-Za-z0-9]{0,16})\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
 
 
 def _temp_path(path: Path, suffix: str = ".tmp") -> Path:
     """A fresh hidden temporary file next to ``path`` (created empty, so the name is ours), named
-    ``.<name>.poseapp<pid>.<random><suffix>``.
+    ``.<name>.poseapp<pid>-<host>.<random><suffix>`` (the name cut to 100 characters, so a long final
+    name still fits the file system's limit).
 
     mkstemp creates it 0600; it gets the usual mode so the renamed output is readable like any other.
     """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.poseapp{os.getpid()}.", suffix=suffix, dir=path.parent)
+    prefix = f".{path.name[:100]}.poseapp{os.getpid()}-{_host_tag()}."
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     os.chmod(name, _file_mode())
     return Path(name)
@@ -95,27 +105,29 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, someone else's
+    except OSError:  # PermissionError: alive, someone else's; anything else: assume alive
         return True
-    except OSError:
-        return False
     return True
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temporary files that runs killed before they could finish (SIGKILL, power loss) left
-    under ``folder``: those whose writer process is gone. A live writer's files are never touched.
+def remove_stale_temps(folders: Iterable[Path]) -> list[Path]:
+    """Delete the temporary files that runs killed before they could finish (SIGKILL, power loss) left in
+    ``folders`` (not their sub-folders): those written on this machine by a process that is gone. Files of
+    a live process, or of another machine sharing the disk, are left alone.
 
     Returns the paths removed (for the summary)."""
     removed: list[Path] = []
-    if not Path(folder).is_dir():
-        return removed
-    for dirpath, _, files in os.walk(folder):
-        for name in files:
+    host = _host_tag()
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        try:
+            names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+        for name in names:
             match = _TEMP_NAME.match(name)
-            if match is None or _pid_alive(int(match.group(1))):
+            if match is None or match.group(2) != host or _pid_alive(int(match.group(1))):
                 continue
-            path = Path(dirpath) / name
+            path = Path(folder) / name
             try:
                 path.unlink()
                 removed.append(path)
@@ -158,8 +170,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 class _Closing:
     """A writer as a context manager: ``__exit__`` closes it (finalising what it has). When an exception
-    is already on its way (Ctrl-C, SIGTERM, an earlier write error), a failure to finalise is logged
-    and the first exception is the one reported."""
+    is already on its way (Ctrl-C, SIGTERM, an earlier write error), that one is reported: a failure to
+    finalise is added to its message (one line), or logged when it is an interruption."""
 
     def close(self) -> None:
         raise NotImplementedError
@@ -173,7 +185,10 @@ class _Closing:
         except OutputError as e:
             if exc is None:
                 raise
-            logger.error("%s", e)  # the error already on its way is the one to report
+            if isinstance(exc, PoseAppError) and len(exc.args) == 1:  # one line still tells both
+                exc.args = (f"{exc.args[0]}; {e}",)
+            else:
+                logger.warning("%s", e)
 
 
 def next_run_dir(base: Path = Path("runs/predict"), exist_ok: bool = False) -> Path:
@@ -293,9 +308,17 @@ def video_output_names(stem: str) -> tuple[str, ...]:
     return (f"{stem}.mp4",)
 
 
+MAX_FPS = 1000.0  # a capture reporting more (RTSP streams often say 90000: their clock) has no real rate
+
+
 def _frame_rate(fps: float) -> Fraction:
-    """``fps`` as the rational a container stores: 29.97002997 -> 30000/1001, 12.5 -> 25/2."""
-    return Fraction(fps).limit_denominator(1001)
+    """``fps`` as the rational the encoder stores: 29.97002997 -> 30000/1001, 12.5 -> 25/2, 119.88 ->
+    2997/25. MPEG-4's time base takes a denominator (our numerator) of at most 65535."""
+    for den in (1001, 1000, 100, 10, 1):
+        rate = Fraction(fps).limit_denominator(den)
+        if rate.numerator <= 65535:
+            return rate
+    return Fraction(round(fps))
 
 
 class VideoWriter(_Closing):
@@ -317,8 +340,8 @@ class VideoWriter(_Closing):
 
     def __init__(self, path: Path, fps: float | None, size: tuple[int, int] | None = None) -> None:
         self.path = Path(path).with_suffix(".mp4")
-        if not fps or fps <= 0:
-            logger.warning("%s: source fps unknown, writing at %.0f fps", self.path, DEFAULT_FPS)
+        if not fps or not 0 < fps <= MAX_FPS:
+            logger.warning("%s: source fps unknown (%s), writing at %.0f fps", self.path, fps, DEFAULT_FPS)
             fps = DEFAULT_FPS
         self.fps = float(fps)
         self.size = (int(size[0]), int(size[1])) if size else None
@@ -346,10 +369,10 @@ class VideoWriter(_Closing):
             stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
             stream.bit_rate = max(1_000_000, int(size[0] * size[1] * self.fps * 0.2))  # about 0.2 bit/pixel
-        except OSError as e:  # av.error.FFmpegError is an OSError
+        except (OSError, av.FFmpegError) as e:  # PyAV's errno errors are OSErrors; codec errors are not
             self.temp_path.unlink(missing_ok=True)
-            raise OutputError(f"cannot write video '{self.path}': {_reason(e)} (write images with --json "
-                              f"--no-save, or choose another --out)") from e
+            raise OutputError(f"cannot write video '{self.path}': {_av_reason(e)} (save keypoints only with "
+                              f"--json --no-save, or choose another --out)") from e
         self.size = size
         self._container, self._stream = container, stream
 
@@ -367,15 +390,17 @@ class VideoWriter(_Closing):
         if self._stream is None:
             self._open((int(w), int(h)))
         elif (w, h) != self.size:
-            raise ValueError(f"frame is {w}x{h} but video '{self.path}' is {self.size[0]}x{self.size[1]}")
+            raise OutputError(f"cannot write video '{self.path}': frame {self.frames_written} is {w}x{h} but the "
+                              f"video is {self.size[0]}x{self.size[1]} (the source changed its size); save "
+                              f"keypoints only with --json --no-save")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         frame.pts = self.frames_written
         try:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
-        except OSError as e:
+        except (OSError, av.FFmpegError) as e:
             self._discard()
-            raise _output_error(self.path, e) from e
+            raise OutputError(f"cannot write to '{self.path}': {_av_reason(e)} (choose another --out)") from e
         self.frames_written += 1
 
     def _discard(self) -> None:
@@ -405,13 +430,15 @@ class VideoWriter(_Closing):
             self._discard()
             logger.warning("%s: no frames written, no video saved", self.path)
             return
+        import av
+
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
-        except OSError as e:
+        except (OSError, av.FFmpegError) as e:
             self._discard()
-            raise _output_error(self.path, e) from e
+            raise OutputError(f"cannot write to '{self.path}': {_av_reason(e)} (choose another --out)") from e
         self._closed = True
         self._container = self._stream = None
         problem = self._check_playable()
@@ -437,6 +464,13 @@ class VideoWriter(_Closing):
         if count < 0:
             return f"the file came out unplayable (the disk may be full{disk})"
         return f"the file holds {count} of {self.frames_written} frames (the disk may be full{disk})"
+
+
+def _av_reason(e: Exception) -> str:
+    """A short reason for a PyAV error: the OS's words for an errno error, else FFmpeg's (one line)."""
+    if isinstance(e, OSError) and e.errno is not None and e.errno in _REASONS:
+        return _REASONS[e.errno]
+    return " ".join(str(getattr(e, "strerror", None) or e).split()) or type(e).__name__
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -581,10 +615,40 @@ class JsonlWriter(_Closing):
 # Window
 
 
+def _x_reachable(display: str, timeout: float = 1.0) -> bool:
+    """Whether an X server answers at ``display`` (``:0``, ``unix:1``, ``host:10.0``); True when the name
+    cannot be parsed (OpenCV then judges). A window on an X display that does not answer aborts the whole
+    process inside Qt, so it is worth the check."""
+    match = re.fullmatch(r"(?P<host>[^:]*):(?P<n>\d+)(\.\d+)?", display)
+    if match is None:
+        return True
+    host, number = match["host"], int(match["n"])
+    if host in ("", "unix"):
+        targets = [(socket.AF_UNIX, f"/tmp/.X11-unix/X{number}"), (socket.AF_UNIX, f"\0/tmp/.X11-unix/X{number}")]
+    else:
+        targets = [(socket.AF_INET, (host, 6000 + number))]
+    for family, address in targets:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _no_display_reason() -> str | None:
-    """Why no window can open here (None when a display seems available)."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "DISPLAY is not set"
+    """Why no window can open here (None when a display seems available). OpenCV's window (Qt, xcb)
+    needs an X display on Linux: a Wayland session offers one through Xwayland, in DISPLAY."""
+    if not sys.platform.startswith("linux"):
+        return None
+    display = os.environ.get("DISPLAY")
+    if not display:
+        return "DISPLAY is not set" + (" (a Wayland session needs Xwayland)" if os.environ.get("WAYLAND_DISPLAY")
+                                       else "")
+    if not _x_reachable(display):
+        return f"no X server answers at DISPLAY={display}"
     return None
 
 

@@ -30,15 +30,17 @@ import io
 import logging
 import math
 import re
+import threading
 import time
 import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
+from poseapp import __version__
 from poseapp.errors import SourceError
 from poseapp.results import Frame
 
@@ -106,10 +108,13 @@ def _jpeg_truncated(data: bytes) -> bool:
 class ImageHeader:
     """What an image file's header says, read without decoding the pixels (Pillow opens lazily)."""
 
-    width: int
+    width: int  # of the largest page
     height: int
     pages: int  # frames of a multi-page TIFF; 1 otherwise
     alpha: bool  # the image has an alpha channel (or a transparent palette colour)
+
+
+_PIL_LIMIT = threading.Lock()  # Pillow's bomb limit is a module global: lifted only while a header is read
 
 
 def read_header(data: bytes) -> ImageHeader | None:
@@ -117,21 +122,20 @@ def read_header(data: bytes) -> ImageHeader | None:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _PIL_LIMIT:
             warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning: the limit is ours
             limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 im = Image.open(io.BytesIO(data))
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
-            with im:
-                width, height = im.size
-                pages = int(getattr(im, "n_frames", 1) or 1) if im.format == "TIFF" else 1
-                if pages > 1:  # every page must fit the limit, and the largest decides
-                    for page in range(1, pages):
-                        im.seek(page)
-                        width, height = max((width, height), im.size, key=lambda s: s[0] * s[1])
-                alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+        with im:
+            width, height = im.size
+            pages = int(getattr(im, "n_frames", 1) or 1) if im.format == "TIFF" else 1
+            for page in range(1, pages):  # every page must fit the limit: the largest decides
+                im.seek(page)
+                width, height = max((width, height), im.size, key=lambda size: size[0] * size[1])
+            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     except Exception as e:  # noqa: BLE001 - any failure to parse just means "no header"; cv2 judges the file
         logger.debug("no image header: %s", e)
         return None
@@ -142,8 +146,7 @@ def _too_large(header: ImageHeader | None, max_pixels: int) -> str:
     """The reason an image is refused for its size ('' when it fits or the header is unknown)."""
     if header is None or header.width * header.height <= max_pixels:
         return ""
-    return (f"{header.width}x{header.height} pixels is over the limit of {max_pixels} "
-            f"(raise it with --max-pixels)")
+    return f"{header.width}x{header.height} pixels is over the limit of {max_pixels} (--max-pixels)"
 
 
 def _check_bytes(data: bytes, max_pixels: int) -> tuple[ImageHeader | None, str]:
@@ -159,7 +162,11 @@ def _check_bytes(data: bytes, max_pixels: int) -> tuple[ImageHeader | None, str]
 def _read_bytes(path: Path) -> tuple[bytes | None, str]:
     try:
         if not path.is_file():
+            if path.is_dir():
+                return None, "a folder, not an image file (pass a folder as --source itself)"
             return None, "file not found"
+        if is_video_file(path):
+            return None, "a video, not an image (pass a video as --source on its own)"
         return path.read_bytes(), ""
     except OSError as e:  # a read error; also a name too long for the file system
         return None, f"cannot read file ({e.strerror or e})"
@@ -173,20 +180,36 @@ def _expand(text: str) -> Path:
         return Path(text)
 
 
-def _alpha_of(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The (H, W) uint8 alpha channel of an image file (None when it has none or it does not line up)."""
+def _alpha_of(path: Path, data: bytes, image: np.ndarray) -> np.ndarray | None:
+    """The (H, W) uint8 alpha channel of an encoded image, aligned with ``image`` (its colour decode); None
+    when it has none, or when the colour decode was turned by an EXIF orientation (OpenCV turns that decode,
+    not an unchanged one), which is logged."""
     import cv2
 
     try:
-        full = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         return None
-    if full is None or full.ndim != 3 or full.shape[2] != 4 or full.shape[:2] != tuple(shape[:2]):
+    if full is None or full.ndim != 3 or full.shape[2] != 4 or full.dtype not in (np.uint8, np.uint16):
         return None
-    alpha = full[:, :, 3]
-    if alpha.dtype == np.uint16:
-        alpha = (alpha >> 8).astype(np.uint8)
-    return alpha if alpha.dtype == np.uint8 else None
+    colour, alpha = full[:, :, :3], full[:, :, 3]
+    if full.dtype == np.uint16:
+        colour, alpha = (colour >> 8).astype(np.uint8), (alpha >> 8).astype(np.uint8)
+    aligned = colour.shape == image.shape and int(np.abs(colour.astype(np.int16) - image).max(initial=0)) <= 1
+    if not aligned:
+        logger.warning("%s: its alpha channel is not kept: the colour read is turned (EXIF orientation)", path)
+        return None
+    return alpha
+
+
+def _utf8(path: Path) -> bool:
+    """Whether OpenCV can be given this path: a name that is not valid UTF-8 (an old archive's Latin-1)
+    reaches Python as surrogate escapes, on which OpenCV's file functions crash."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -199,34 +222,56 @@ class Decoded:
     page: int | None = None
 
 
-def read_pages(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Decoded], str]:
-    """Decode every page of an image file (one for most files; a multi-page TIFF has several).
+def read_pages(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               on_error: Callable[[str], None] | None = None) -> tuple[Iterator[Decoded] | None, str]:
+    """Check an image file and decode its pages (one for most files; a multi-page TIFF has several, decoded
+    one at a time as the iterator is read, so only one page is in memory).
 
     Returns:
-        ``(pages, "")``, or ``([], reason)`` with a short one-line reason when the file cannot be read,
-        is over ``max_pixels`` (checked from the header, before decoding), or cannot be decoded.
+        ``(pages, "")``, or ``(None, reason)`` with a short one-line reason when the file cannot be read,
+        is over ``max_pixels`` (checked from the header, before decoding), or cannot be decoded. A page of
+        a multi-page TIFF that cannot be decoded ends its pages, and ``on_error`` gets the reason.
     """
     import cv2
 
     data, reason = _read_bytes(path)
     if data is None:
-        return [], reason
+        return None, reason
     header, reason = _check_bytes(data, max_pixels)
     if reason:
-        return [], reason
-    try:
-        if header is not None and header.pages > 1:
-            ok, images = cv2.imreadmulti(str(path), flags=cv2.IMREAD_COLOR)
-            if not ok or not images:
-                return [], "cannot decode image (corrupt or not an image)"
-            return [Decoded(np.ascontiguousarray(im), None, i + 1) for i, im in enumerate(images)], ""
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return None, reason
+    if header is not None and header.pages > 1:
+        return _tiff_pages(path, data, header.pages, on_error), ""
+    try:  # from the bytes just checked (the same pixels as cv2.imread(path, IMREAD_COLOR), EXIF turn included)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:  # OpenCV's own limits (e.g. OPENCV_IO_MAX_IMAGE_PIXELS) and decoder failures
-        return [], f"cannot decode image ({_cv2_reason(e)})"
+        return None, f"cannot decode image ({_cv2_reason(e)})"
     if image is None:
-        return [], "cannot decode image (corrupt or not an image)"
-    alpha = _alpha_of(path, image.shape) if header is not None and header.alpha else None
-    return [Decoded(image, alpha)], ""
+        return None, "cannot decode image (corrupt or not an image)"
+    alpha = _alpha_of(path, data, image) if header is not None and header.alpha else None
+    return iter([Decoded(image, alpha)]), ""
+
+
+def _tiff_pages(path: Path, data: bytes, count: int, on_error: Callable[[str], None] | None) -> Iterator[Decoded]:
+    """The pages of a multi-page TIFF, decoded one at a time (all at once from ``data`` for a name OpenCV
+    cannot be given)."""
+    import cv2
+
+    for i in range(count):
+        try:
+            if _utf8(path):
+                ok, images = cv2.imreadmulti(str(path), start=i, count=1, flags=cv2.IMREAD_COLOR)
+            else:
+                ok, images = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                images = images[i:i + 1] if ok else images
+        except cv2.error as e:
+            ok, images = False, _cv2_reason(e)
+        if not ok or not images:
+            why = images if isinstance(images, str) else "corrupt page"
+            if on_error is not None:
+                on_error(f"page {i + 1} of {count} cannot be decoded ({why}): the rest of the file skipped")
+            return
+        yield Decoded(np.ascontiguousarray(images[0]), None, i + 1)
 
 
 def _cv2_reason(e: Exception) -> str:
@@ -244,7 +289,10 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.
         or ``(None, reason)`` with a short reason when the file cannot be read.
     """
     pages, reason = read_pages(Path(path), max_pixels=max_pixels)
-    return (pages[0].image, "") if pages else (None, reason)
+    if pages is None:
+        return None, reason
+    first = next(pages, None)
+    return (first.image, "") if first is not None else (None, "cannot decode image (corrupt page)")
 
 
 def decode_image_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
@@ -361,8 +409,9 @@ class ImageSource(Source):
         for i, path in enumerate(self.paths):
             if self.max_frames is not None and yielded >= self.max_frames:
                 return
-            pages, reason = read_pages(path, max_pixels=self.max_pixels)
-            if not pages:
+            pages, reason = read_pages(path, max_pixels=self.max_pixels,
+                                       on_error=lambda why, path=path: self._fail(str(path), why))
+            if pages is None:
                 if self.single:
                     raise SourceError(f"cannot read image '{path}': {reason}; check the file "
                                       f"(re-export or re-download it) or pass another --source")
@@ -403,7 +452,8 @@ class UrlImageSource(Source):
         import urllib.request
 
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310 (http/s only)
+            request = urllib.request.Request(self.url, headers={"User-Agent": f"poseapp/{__version__}"})
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http/s only)
                 data = response.read(MAX_DOWNLOAD_BYTES + 1)
         except urllib.error.HTTPError as e:
             raise SourceError(f"cannot fetch image '{self.url}': HTTP {e.code} {e.reason}; check the URL "
@@ -459,7 +509,7 @@ class _CaptureSource(Source):
 
         start = time.monotonic()
         if self.timeout is not None and isinstance(self._target, str):
-            ms = int(self.timeout * 1000)
+            ms = max(1, min(int(self.timeout * 1000), 2**31 - 1))
             cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG,
                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
         else:
@@ -525,6 +575,9 @@ class VideoSource(_CaptureSource):
 
     def __init__(self, path: Path, *, vid_stride: int = 1, max_frames: int | None = None) -> None:
         self.path = path
+        if not _utf8(path):
+            raise SourceError(f"cannot open video {str(path)!r}: its name is not valid UTF-8, which OpenCV cannot "
+                              f"open; rename the file")
         super().__init__(str(path), str(path), str(path), vid_stride=vid_stride, max_frames=max_frames)
         self.stem = path.stem
 
@@ -570,7 +623,8 @@ class StreamSource(_CaptureSource):
     """A webcam or a stream URL.
 
     Frame.timestamp is seconds from the first frame: the stream's own clock (its presentation times)
-    where it has one, else the monotonic clock. A URL stream that does not answer, or stops delivering
+    when its positions advance from the first frame to the second, else the monotonic clock; the clock
+    chosen then stays. A URL stream that does not answer, or stops delivering
     frames, for ``timeout`` seconds ends with one line (``--stream-timeout``).
     """
 
@@ -595,17 +649,17 @@ class StreamSource(_CaptureSource):
     def __iter__(self) -> Iterator[Frame]:
         self.failures = []
         start = time.monotonic()
-        first_pos = last_pos = 0.0
-        own_clock = True  # until positions stop advancing: then the stream has no clock of its own
+        first_pos = 0.0
+        own_clock: bool | None = None  # decided at the second frame: do the stream's positions advance?
         yielded = 0
         try:
             for n, image, pos_ms in self._frames():
                 if yielded == 0:
                     first_pos, ts = pos_ms, 0.0
                 else:
-                    own_clock = own_clock and pos_ms > last_pos
+                    if own_clock is None:
+                        own_clock = pos_ms > first_pos
                     ts = (pos_ms - first_pos) / 1000 if own_clock else time.monotonic() - start
-                last_pos = pos_ms
                 yielded += 1
                 yield Frame(image=image, source=self.name, index=n, timestamp=ts, kind="stream")
             if self._ended_at is not None:
@@ -659,7 +713,7 @@ def _glob_source(pattern: str, max_frames: int | None, max_pixels: int) -> Image
 def _list_source(txt: Path, max_frames: int | None, max_pixels: int) -> ImageSource:
     """A .txt file listing one image path per line (relative to the txt's folder; # comments)."""
     try:
-        lines = txt.read_text(encoding="utf-8").splitlines()
+        lines = txt.read_text(encoding="utf-8-sig").splitlines()  # -sig: Windows Notepad's byte-order mark
     except UnicodeDecodeError as e:
         raise SourceError(f"cannot read list file '{txt}': not UTF-8 text (bad byte at offset {e.start}); save "
                           f"it as UTF-8 text with one image path per line") from e

@@ -195,7 +195,7 @@ class Case:
     failed: dict = field(default_factory=dict)
     warn: tuple = ()  # fragments some stderr (or logged) line must contain
     nowarn: tuple = ()  # fragments no stderr (or logged) line may contain
-    images: dict = field(default_factory=dict)  # out-relative name -> (width, height), read with cv2.imread
+    images: dict = field(default_factory=dict)  # out-relative name -> (width, height), decoded with OpenCV
     json: tuple | int | None = None  # predictions.json lists exactly these file names in order (an int: that
     # many entries, names not checked)
     videos: dict = field(default_factory=dict)  # name -> (frames, width, height, fps)
@@ -263,6 +263,33 @@ def b_out_is_source_folder(t):
 def b_out_is_source_folder_dotdot(t):
     p = t.photos()
     return ["--source", p, *t.pose(), "--out", f"{p}/../{p.name}", "--exist-ok"]
+
+
+def b_out_over_the_boxes_file(t):
+    """--json --no-save writes only predictions.json: refused where that is the --boxes file."""
+    image = t.image("a.png")
+    boxes = t.inp / "b" / "predictions.json"
+    boxes.parent.mkdir()
+    boxes.write_text(json.dumps([{"file_name": "a.png", "bbox": [1, 1, 20, 20], "score": 1.0}]))
+    return ["--source", image, *t.pose(), "--boxes", boxes, "--json", "--no-save", "--out", boxes.parent,
+            "--exist-ok"]
+
+
+def b_json_only_into_the_source_folder(t):
+    """No annotated copies are written (--no-save): predictions.json beside the photos replaces nothing."""
+    p = t.photos()
+    t.out = p
+    return ["--source", p, *t.pose(), "--json", "--no-save", "--out", p, "--exist-ok"]
+
+
+def b_failed_run_in_new_nested_out(t):
+    t.out = t.tmp / "deep" / "x" / "y"
+    (t.inp / "zero.jpg").write_bytes(b"")
+    return ["--source", t.inp / "zero.jpg", *t.pose(), "--json", "--out", t.out]
+
+
+def b_half_on_cpu(t):
+    return ["--source", t.image(), *t.pose(whole_frame=False), "--half", "--device", "cpu", *t.o()]
 
 
 def b_out_is_image_folder(t):
@@ -482,6 +509,34 @@ def b_list(content: bytes, *images: str):
     return build
 
 
+def b_non_utf8_names(t):
+    """Names from an old Latin-1 archive reach Python as surrogate escapes; OpenCV's file functions crashed
+    (a segfault) on them. Images decode from their bytes; a video is refused in one line."""
+    folder = t.inp / "latin1"
+    folder.mkdir()
+    write_png(folder / "a.png")
+    write_png(folder / os.fsdecode(b"caf\xe9.png"))
+    return ["--source", folder, *t.pose(), "--json", *t.o()]
+
+
+def b_non_utf8_video(t):
+    clip = write_video(t.inp / "clip.mp4")
+    os.rename(clip, t.inp / os.fsdecode(b"cl\xefp.mp4"))
+    return ["--source", t.inp / os.fsdecode(b"cl\xefp.mp4"), *t.pose(), *t.o()]
+
+
+def b_out_under_home(t):
+    t.mp.setenv("HOME", str(t.tmp / "home"))
+    t.out = t.tmp / "home" / "res"
+    return ["--source", t.image(), *t.pose(), "--json", "--out=~/res"]
+
+
+def b_boxes_matching_nothing(t):
+    boxes = t.inp / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": 999, "bbox": [1, 1, 20, 20], "score": 0.9, "category_id": 1}]))
+    return ["--source", t.image(), *t.pose(), "--boxes", boxes, "--json", *t.o()]
+
+
 def b_boxes(content: str | None):
     def build(t):
         boxes = t.inp / "boxes.json"
@@ -561,6 +616,7 @@ CASES: list[Case] = [
     parse_error("stream-timeout-zero", "--stream-timeout", "0"),
     parse_error("stream-timeout-negative", "--stream-timeout", "-1"),
     parse_error("stream-timeout-not-a-number", "--stream-timeout", "abc"),
+    parse_error("stream-timeout-over-a-day", "--stream-timeout", "1e7"),
     Case("numeric-bounds-low-accepted", image_run("--det-conf", "0", "--det-iou", "1", "--max-det", "1",
                                                    "--batch-size", "1", "--vid-stride", "1", "--max-frames", "1",
                                                    "--radius", "1", "--thickness", "1", "--stream-timeout", "0.5"),
@@ -595,6 +651,11 @@ CASES: list[Case] = [
     Case("out-is-video-folder", b_out_is_video_folder, 2, line=("--out",), model=False),
     Case("out-inside-recursive-source", b_out_in_recursive, 2, line=("--out",), model=False),
     Case("out-matched-by-glob", b_out_matched_by_glob, 2, line=("--out",), model=False),
+    Case("out-over-the-boxes-file", b_out_over_the_boxes_file, 2, line=("--out", "predictions.json"), model=False),
+    Case("json-only-into-the-source-folder", b_json_only_into_the_source_folder, 0, json=("a.png", "b.png"),
+         exact=False),  # the photos are in that folder too: their hashes are checked unchanged
+    Case("failed-run-leaves-no-nested-out", b_failed_run_in_new_nested_out, 2, line=("zero.jpg",)),
+    Case("half-on-cpu-before-the-detector", b_half_on_cpu, 2, line=("--half", "--device"), model=False),
     Case("source-dot-default-out-allowed", b_source_dot, 0, images={"a.png": (W, H), "b.png": (W, H)},
          json=("a.png", "b.png")),
     Case("out-is-existing-file", b_out_is_a_file, 2, line=("--out",), model=False),
@@ -658,6 +719,17 @@ CASES: list[Case] = [
     # ---- .txt lists
     Case("list-not-utf8", b_list(b"\xff\xfe\x00\x81\xc3(bad\n"), 2, line=("list.txt",)),
     Case("list-empty", b_list(b""), 2, line=("list.txt",)),
+    Case("list-with-a-byte-order-mark", b_list(b"\xef\xbb\xbfa.png\n", "a.png"), 0, images={"a.png": (W, H)},
+         json=("a.png",)),
+    Case("list-naming-a-folder-and-a-video", b_list(b"a.png\nsub\nclip.mp4\n", "a.png", "sub/x.png", "clip.mp4"), 1,
+         failed={"sub": "a folder", "clip.mp4": "a video"}, images={"a.png": (W, H)}, json=("a.png",)),
+    Case("non-utf8-image-names", b_non_utf8_names, 0, images={"a.png": (W, H), os.fsdecode(b"caf\xe9.png"): (W, H)},
+         json=("a.png", os.fsdecode(b"caf\xe9.png"))),
+    Case("non-utf8-video-name", b_non_utf8_video, 2, line=("not valid UTF-8",), model=False),
+    Case("out-with-a-tilde", b_out_under_home, 0, **GOOD),
+    Case("no-save-without-json-warns", lambda t: ["--source", t.image(), *t.pose(), "--no-save", *t.o()], 0,
+         warn=("saved nothing",)),
+    Case("boxes-matching-no-frame-warns", b_boxes_matching_nothing, 0, warn=("no box of --boxes",), **GOOD),
     Case("list-only-comments", b_list(b"# nothing here\n\n   \n"), 2, line=("list.txt",)),
     Case("list-naming-missing-files", b_list(b"a.png\nmissing.png\n# a comment\n{in}/gone.png\n", "a.png"), 1,
          failed={"missing.png": "", "gone.png": ""}, images={"a.png": (W, H)}, json=("a.png",)),
@@ -844,7 +916,7 @@ def check_outputs(case: Case, t: Ctx, shown: str) -> None:
         missing = expected - set(written)
         assert not missing, f"outputs missing: {sorted(missing)} (written: {written})\n{shown}"
     for name, (w, h) in case.images.items():
-        image = cv2.imread(str(t.out / name))
+        image = cv2.imdecode(np.fromfile(t.out / name, np.uint8), cv2.IMREAD_COLOR)  # any name, not only UTF-8
         assert image is not None, f"{name} does not decode"
         assert (image.shape[1], image.shape[0]) == (w, h), f"{name} is {image.shape[1]}x{image.shape[0]}, not {w}x{h}"
     if case.json is not None:

@@ -238,3 +238,12 @@ def test_eval_json_never_overwrites_its_inputs(tmp_path):
     assert line == (f"error: --out {saved.parent} would overwrite the input --predictions {saved} with the new "
                     f"predictions.json; choose another --out (e.g. runs/eval2)")
     assert saved.read_text() == "[]"
+
+
+@needs_shared
+def test_eval_with_the_wrong_dataset_for_the_file_is_one_line(tmp_path):
+    """WFLW annotations carry center/scale, COCO's a bbox: --dataset wflw on a COCO file says so."""
+    result = cli("eval", "--predictions", tmp_path / "p.json", "--dataset", "wflw", "--ann", COCO_ANN)
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "lacks 'center': is --dataset wflw the data set of this file?" in line

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from poseapp.cli import main
+from poseapp.sinks import _host_tag
 
 ARCH = "mobilenetv2-rle_coco-256x192"
 
@@ -122,6 +123,7 @@ def test_disk_full_during_a_video_leaves_only_valid_files(tmp_path, small_disk, 
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on device" in errors[0] and str(out) in errors[0], result.stderr
+    assert "poseapp.sinks" not in result.stderr
     assert not temp_files(out)
     counts = final_files_valid(out)
     # the JSON Lines file keeps every complete line written before the disk filled up
@@ -142,6 +144,7 @@ def test_disk_full_during_a_folder(tmp_path, small_disk, pose):
     assert result.exit_code == 2, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on device" in errors[0], result.stderr
+    assert "poseapp.sinks" not in result.stderr  # a second file left unfinished is told in that one line
     assert not temp_files(out)
     final_files_valid(out)  # each saved PNG decodes; predictions.json, if it fit, parses
 
@@ -197,6 +200,25 @@ def test_signal_mid_video_ends_like_ctrl_c(tmp_path, pose, sig, code):
     assert video_frames(out / "clip.mp4") == (len(frames), (160, 120))
 
 
+def test_sighup_under_nohup_is_still_ignored(tmp_path, pose):
+    """A run started with SIGHUP ignored (nohup) keeps ignoring it; SIGTERM still ends it as Ctrl-C does."""
+    clip = make_video(tmp_path / "clip.avi", 3000)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "infer.py"), "--source", str(clip), *pose, "--json",
+                             "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    _wait_for(lambda: _temp_lines(out) >= 4, proc)
+    proc.send_signal(signal.SIGHUP)
+    lines = _temp_lines(out)
+    _wait_for(lambda: _temp_lines(out) >= lines + 3, proc)  # still running, still writing
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated by SIGTERM" in stderr and "SIGHUP" not in stderr
+
+
 def test_sigterm_mid_folder_saves_what_was_done(tmp_path, pose):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -226,12 +248,12 @@ def test_sigkill_leaves_no_invalid_final_file_and_the_next_run_cleans_up(tmp_pat
     proc.kill()
     proc.communicate(timeout=60)
     stale = temp_files(out)
-    assert len(stale) == 2 and all(f".poseapp{proc.pid}." in p.name for p in stale)  # the video and the JSONL
+    assert len(stale) == 2 and all(f".poseapp{proc.pid}-" in p.name for p in stale)  # the video and the JSONL
     assert final_files_valid(out) == {}  # nothing under a final name
 
     # a live writer's temporary file (its pid is alive) is never touched
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    live = out / f".other.jsonl.poseapp{sleeper.pid}.abcdefgh.tmp"
+    live = out / f".other.jsonl.poseapp{sleeper.pid}-{_host_tag()}.abcdefgh.tmp"
     live.write_text("{}\n")
     try:
         short = make_video(tmp_path / "short.avi", 3)

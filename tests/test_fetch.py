@@ -215,3 +215,24 @@ def test_a_zoo_name_is_fetched_on_first_use_then_used_from_the_cache(mirror, mon
     (line,) = errors(result)
     assert result.exit_code == 2 and "is not in the cache (POSEAPP_OFFLINE is set)" in line
     assert f"python infer.py fetch {name}" in line and len(mirror.requests) == 1
+
+
+def test_fetch_into_a_read_only_folder_is_one_line(mirror, monkeypatch, tmp_path):
+    """Writing the .part on a read-only disk is not the network's fault: one line naming the file, no
+    traceback from removing the .part it could not write either."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs (needs root): {done.stderr.strip()}")
+    try:
+        recipe = serve(mirror, monkeypatch, ZEBRA)
+        result = cli("fetch", "--dir", ro, ZEBRA)
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = errors(result)
+    assert f"cannot write {ro / recipe.filename}.part: read-only file system" in line

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -176,7 +177,7 @@ def test_video_writer_rejects_wrong_size_and_handles_no_frames(tmp_path):
     path = tmp_path / "v.mp4"
     with VideoWriter(path, None, (96, 64)) as writer:
         assert writer.fps == sinks.DEFAULT_FPS
-        with pytest.raises(ValueError, match="96x64"):
+        with pytest.raises(OutputError, match="96x64"):
             writer.write(np.zeros((10, 10, 3), np.uint8))
     assert not path.exists() and not _leftovers(tmp_path)
 
@@ -279,6 +280,7 @@ def test_window_headless_opencv_raises(monkeypatch):
         raise cv2.error("The function is not implemented. Rebuild the library with GUI support")
 
     monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(sinks, "_x_reachable", lambda display: True)
     monkeypatch.setattr(cv2, "namedWindow", headless)
     with pytest.raises(OutputError, match="--show needs a display.*headless"):
         Window("poseapp")
@@ -304,14 +306,28 @@ def test_video_keeps_the_exact_frame_size_and_rate(tmp_path, size, fps):
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
-def test_temporary_names_carry_the_pid(tmp_path):
+@pytest.mark.parametrize("fps,stored", [(120000 / 1001, 119.88), (90000.0, sinks.DEFAULT_FPS), (0.5, 0.5)])
+def test_video_frame_rates_the_encoder_cannot_store_as_given(tmp_path, fps, stored):
+    """MPEG-4 stores the rate's numerator in 16 bits (119.88 becomes 2997/25); a capture claiming 90000 fps
+    (an RTSP clock) has no real rate and is written at the default."""
+    with VideoWriter(tmp_path / "v.mp4", fps) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+    cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(stored, rel=1e-6)
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    cap.release()
+
+
+def test_temporary_names_carry_the_pid_and_host(tmp_path):
     import os
 
-    with JsonlWriter(tmp_path / "clip.jsonl") as writer:
-        assert writer.temp_path.name.startswith(f".clip.jsonl.poseapp{os.getpid()}.")
+    with JsonlWriter(tmp_path / ("c" * 240 + ".jsonl")) as writer:  # a long final name still fits
+        assert writer.temp_path.name.startswith(f".{'c' * 100}.poseapp{os.getpid()}-{sinks._host_tag()}.")
         assert sinks._TEMP_NAME.match(writer.temp_path.name)
-        assert sinks.remove_stale_temps(tmp_path) == []  # ours, alive
+        assert sinks.remove_stale_temps([tmp_path]) == []  # ours, alive
         writer.write(_result("clip.mp4", kind="video"))
+    assert [p.name for p in tmp_path.iterdir()] == ["c" * 240 + ".jsonl"]
 
 
 def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
@@ -320,14 +336,16 @@ def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    pid = int(dead.stdout)
+    pid, host = int(dead.stdout), sinks._host_tag()
     (tmp_path / "sub").mkdir()
-    stale = [tmp_path / f".clip.mp4.poseapp{pid}.abcd1234.mp4", tmp_path / "sub" / f".x.png.poseapp{pid}.a_b_c_d_.tmp"]
-    keep = [tmp_path / ".hidden", tmp_path / f"clip.poseapp{pid}.abcd1234.mp4", tmp_path / "a.png",
-            tmp_path / ".y.png.poseapp1.abcdefgh.tmp"]  # pid 1 (init) is alive
+    stale = [tmp_path / f".clip.mp4.poseapp{pid}-{host}.abcd1234.mp4", tmp_path / f".x.png.poseapp{pid}-{host}.a_b_c_d_.tmp"]
+    keep = [tmp_path / ".hidden", tmp_path / f"clip.poseapp{pid}-{host}.abcd1234.mp4", tmp_path / "a.png",
+            tmp_path / f".y.png.poseapp1-{host}.abcdefgh.tmp",  # pid 1 (init) is alive
+            tmp_path / f".z.png.poseapp{pid}-otherhost.abcdefgh.tmp",  # another machine's, on a shared disk
+            tmp_path / "sub" / f".w.png.poseapp{pid}-{host}.abcdefgh.tmp"]  # not a folder this run writes
     for p in stale + keep:
         p.write_bytes(b"x")
-    assert sorted(sinks.remove_stale_temps(tmp_path)) == sorted(stale)
+    assert sorted(sinks.remove_stale_temps([tmp_path, tmp_path / "missing"])) == sorted(stale)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
 
 
@@ -398,3 +416,31 @@ def test_jsonl_write_error_keeps_the_complete_lines(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]  # every line parses
     assert len(lines) == 2 and lines[1]["frame"] == 0
     assert not _leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("env,reason", [({"DISPLAY": ":97"}, "no X server answers at DISPLAY=:97"),
+                                        ({"WAYLAND_DISPLAY": "wayland-9"}, "a Wayland session needs Xwayland")])
+def test_window_on_an_unreachable_display_is_one_line(monkeypatch, env, reason):
+    """An X display that does not answer would abort the process inside Qt: it is refused first."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sinks.sys, "platform", "linux")
+    with pytest.raises(OutputError, match=re.escape(reason)):
+        Window("poseapp")
+
+
+def test_x_display_answering_on_its_socket(tmp_path, monkeypatch):
+    import socket
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        if port >= 6000:
+            assert sinks._x_reachable(f"127.0.0.1:{port - 6000}")
+    finally:
+        server.close()
+    assert not sinks._x_reachable(":97")

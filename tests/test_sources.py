@@ -298,11 +298,10 @@ def test_existing_folder_named_like_a_webcam_is_a_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec", ["webcam:7", "WEBCAM:7"])
 def test_webcam_prefix_is_always_a_camera(tmp_path, monkeypatch, spec):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "webcam:7").mkdir()  # even beside a folder of that name... which wins, being a path
-    assert open_source("webcam:7").kind == "images" if any((tmp_path / "webcam:7").iterdir()) else True
-    (tmp_path / "webcam:7").rmdir()
     with pytest.raises(SourceError, match="webcam 7 cannot be opened"):
         open_source(spec)
+    _write_png(tmp_path / spec / "a.png", 5)  # a folder of that very name is a path, and a path wins
+    assert open_source(spec).kind == "images"
 
 
 def test_local_video_with_url_characters_keeps_its_name(tmp_path):
@@ -363,8 +362,8 @@ def test_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
     _write_png(tmp_path / "photos" / "ok.png", 7)
     src, frames = _frames(tmp_path / "photos")
     assert [Path(f.source).name for f in frames] == ["ok.png"]
-    assert src.failures == [(str(bomb), "40000x40000 pixels is over the limit of 268435456 (raise it with "
-                                        "--max-pixels): skipped")]
+    assert src.failures == [(str(bomb), "40000x40000 pixels is over the limit of 268435456 (--max-pixels): "
+                                        "skipped")]
     with pytest.raises(SourceError, match="bomb.png.*over the limit"):
         _frames(bomb)
     src, frames = _frames(tmp_path / "photos", max_pixels=47)  # ok.png is 8x6 = 48 pixels
@@ -406,3 +405,19 @@ def test_dead_stream_ends_after_the_timeout_with_one_line():
             open_source(url + ".jpg", stream_timeout=1.5)
     finally:
         listener.close()
+
+
+def test_alpha_is_dropped_not_misaligned_when_exif_turns_the_image(tmp_path):
+    """OpenCV turns the colour read by the EXIF orientation but not the unchanged read that holds alpha:
+    a turned image keeps no alpha (logged) rather than one that no longer lines up."""
+    from PIL import Image
+
+    rgba = np.random.default_rng(3).integers(0, 256, (16, 16, 4), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "turned.png", exif=exif)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "plain.png")
+    turned, plain = _frames(tmp_path / "turned.png")[1][0], _frames(tmp_path / "plain.png")[1][0]
+    assert np.array_equal(turned.image, cv2.imread(str(tmp_path / "turned.png"), cv2.IMREAD_COLOR))
+    assert not np.array_equal(turned.image, plain.image)  # OpenCV did turn it
+    assert turned.alpha is None and np.array_equal(plain.alpha, rgba[:, :, 3])

@@ -119,12 +119,17 @@ def read_coco_style(ann_file: str | Path, images: str | Path, dataset: str) -> E
         if img is None:
             raise DatasetError(f"annotation {ann.get('id')} in {ann_file} names image {ann['image_id']}, which its "
                                "'images' list lacks")
-        kpts = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
+        try:
+            kpts = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
+            bbox = _coco_bbox(ann, img, dataset)
+            gt = GroundTruth(id=int(ann["id"]), image_id=int(ann["image_id"]),
+                             category_id=int(ann.get("category_id", 1)), image=images / img["file_name"],
+                             bbox=bbox, keypoints=kpts[:, :2].copy(), visible=np.minimum(1, kpts[:, 2]))
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            what = f"lacks {e}" if isinstance(e, KeyError) else f"has a malformed field ({e})"
+            raise DatasetError(f"annotation {ann.get('id')} in {ann_file} {what}: is --dataset {dataset} the "
+                               f"data set of this file?") from e
         num_keypoints = len(kpts)
-        bbox = _coco_bbox(ann, img, dataset)
-        gt = GroundTruth(id=int(ann["id"]), image_id=int(ann["image_id"]), category_id=int(ann.get("category_id", 1)),
-                         image=images / img["file_name"], bbox=bbox, keypoints=kpts[:, :2].copy(),
-                         visible=np.minimum(1, kpts[:, 2]))
         if _is_valid(ann, gt):
             instances.append(gt)
     files = {i: images / img["file_name"] for i, img in image_info.items()}

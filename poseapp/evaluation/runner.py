@@ -9,7 +9,6 @@ model ran on), ``bbox_score`` and ``area`` (the OKS-NMS area).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -22,7 +21,8 @@ IMAGES_PER_STEP = 16  # images whose crops go to the estimator together (it batc
 
 
 def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
-            progress: Callable[[int], None] | None = None) -> list[KeypointPrediction]:
+            progress: Callable[[int], None] | None = None,
+            max_pixels: int | None = None) -> list[KeypointPrediction]:
     """One KeypointPrediction per box, in the order of ``boxes``.
 
     ``num_keypoints`` is the annotation's K: a DeepFashion2 category model's keypoints (its recipe's
@@ -30,7 +30,7 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
     ``progress(n)`` is called after each step with the number of boxes done in it.
     """
     from poseapp.estimator import crop_areas
-    from poseapp.sources import read_image
+    from poseapp.sources import DEFAULT_MAX_PIXELS, read_image
 
     recipe = estimator.recipe
     order = _by_image(boxes)
@@ -38,7 +38,7 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
     for step in _chunks(list(order.items()), IMAGES_PER_STEP):
         images, step_boxes = [], []
         for image_path, indices in step:
-            image, reason = read_image(Path(image_path))
+            image, reason = read_image(Path(image_path), max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
             if image is None:
                 raise DatasetError(f"cannot read image {image_path}: {reason} (check --images: the folder the "
                                    "annotation file's file names are relative to)")
@@ -146,10 +146,7 @@ def _float32(values) -> np.ndarray:
 
 
 def write_json(path: Path, doc) -> None:
-    """Write ``doc`` as JSON to ``path`` atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``doc`` as JSON to ``path`` atomically (temp file + rename; OutputError naming it on failure)."""
+    from poseapp.sinks import atomic_write
+
+    atomic_write(Path(path), lambda f: f.write(json.dumps(doc).encode()))

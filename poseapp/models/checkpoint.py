@@ -60,7 +60,8 @@ def _why_unreadable(error: Exception) -> str:
                 "unpickle; re-save it as torch.save({'state_dict': model.state_dict()}, path)")
     detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.S)
     reason = " ".join((detail.group(1) if detail else text or type(error).__name__).split())[:160]
-    return f"not a PyTorch checkpoint, or corrupt/truncated ({reason}); delete it and download it again"
+    return (f"not a PyTorch checkpoint, or corrupt/truncated ({reason}); check that this is the checkpoint "
+            f"you meant (a downloaded one: delete it and fetch it again)")
 
 
 def read_checkpoint(path: str | Path) -> tuple[OrderedDict[str, torch.Tensor], dict]:
