@@ -450,9 +450,10 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any], stats
             if opts["save_json"]:
                 json_sink = stack.enter_context(JsonWriter(out / "predictions.json", meta))
         else:
-            if save_media:  # the written frames play at the source's speed: fps / stride
+            if save_media:  # the written frames play at the source's speed: fps / stride; the size is the
+                # first frame's (a capture may report the size before its rotation metadata is applied)
                 fps = source.fps / opts["vid_stride"] if source.fps else None
-                media = stack.enter_context(VideoWriter(out / f"{source.stem}.mp4", fps, source.size))
+                media = stack.enter_context(VideoWriter(out / f"{source.stem}.mp4", fps))
             if opts["save_json"]:
                 json_sink = stack.enter_context(JsonlWriter(out / f"{source.stem}.jsonl", meta))
         bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=source.kind == "images"
