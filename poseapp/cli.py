@@ -36,6 +36,9 @@ class Finite(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        return "finite" if self.min is None and self.max is None else super()._describe_range()
+
 
 class DefaultGroup(click.Group):
     """A click group that runs ``predict`` when the first argument is not a sub-command."""
