@@ -803,7 +803,7 @@ def open_source(spec: str | int | Path, *, recursive: bool = False, vid_stride: 
             return UrlImageSource(text, timeout=stream_timeout, max_pixels=max_pixels)
         if lowered.startswith(STREAM_PREFIXES):
             return StreamSource(text, vid_stride=vid_stride, max_frames=max_frames, timeout=stream_timeout)
-        if text.strip().isdigit():
+        if text.strip().isascii() and text.strip().isdigit():  # "²".isdigit(), but int() refuses it
             return StreamSource(int(text), vid_stride=vid_stride, max_frames=max_frames)
     if any(c in text for c in "*?["):
         return _glob_source(text, max_frames, max_pixels)

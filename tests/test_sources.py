@@ -421,3 +421,10 @@ def test_alpha_is_dropped_not_misaligned_when_exif_turns_the_image(tmp_path):
     assert np.array_equal(turned.image, cv2.imread(str(tmp_path / "turned.png"), cv2.IMREAD_COLOR))
     assert not np.array_equal(turned.image, plain.image)  # OpenCV did turn it
     assert turned.alpha is None and np.array_equal(plain.alpha, rgba[:, :, 3])
+
+
+@pytest.mark.parametrize("spec", ["\u00b2", "\u0663"])  # superscript two, Arabic-Indic three: digits to isdigit()
+def test_non_ascii_digits_are_no_webcam(tmp_path, monkeypatch, spec):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match="not found"):
+        open_source(spec)
