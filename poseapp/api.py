@@ -14,13 +14,21 @@ log = logging.getLogger(__name__)
 _DEVICES = "auto, cpu, cuda, cuda:N (or just N) or mps"
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str = "auto", *, half: bool = False) -> str:
     """The torch device for ``device`` (case-insensitive): ``auto`` -> ``cuda`` when available, else ``cpu``;
     ``cpu``; ``cuda``/``cuda:N``/``N`` when that CUDA device exists; ``mps`` where torch has it.
 
     Raises:
-        PoseAppError: an unknown device, or one this machine does not have (before any model loads).
+        PoseAppError: an unknown device, one this machine does not have, or ``half`` (float16) on a device
+            that is not CUDA (before any model loads).
     """
+    resolved = _resolve_device(device)
+    if half and not resolved.startswith("cuda"):
+        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
+    return resolved
+
+
+def _resolve_device(device: str) -> str:
     import re
 
     import torch
@@ -30,9 +38,9 @@ def resolve_device(device: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if text == "cpu":
         return "cpu"
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         text = f"cuda:{text}"
-    cuda = re.fullmatch(r"cuda(?::(\d+))?", text)
+    cuda = re.fullmatch(r"cuda(?::([0-9]+))?", text)
     if cuda:
         if not torch.cuda.is_available():
             raise PoseAppError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
@@ -124,9 +132,7 @@ def create_model(model: str | Path, *, arch: str | None = None, device: str = "a
     """
     from poseapp.models import build_model, load_weights
 
-    device = resolve_device(device)  # before any download or load
-    if half and not device.startswith("cuda"):
-        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
+    device = resolve_device(device, half=half)  # before any download or load
     recipe, path = resolve_recipe(model, arch, flags=flags)
     if path is None:
         if not is_downloaded(recipe):

@@ -340,16 +340,14 @@ def _yolo_or_whole_frame(opts: dict[str, Any], classes, device: str):
 def _predict(opts: dict[str, Any]) -> int:
     from poseapp.api import create_model, resolve_device, resolve_recipe
     from poseapp.errors import PoseAppError
-    from poseapp.outputs import check_outputs_apart, planned_outputs
+    from poseapp.outputs import check_outputs_apart
     from poseapp.sinks import Window, next_run_dir, remove_stale_temps
     from poseapp.sources import open_source
 
     # cheap checks first: a bad --device, a missing source, an --out that would overwrite an input or
     # cannot be written all fail before any model loads
     opts["out_dir"] = str(Path(opts["out_dir"]).expanduser())  # --out=~/res: the shell leaves ~ to us
-    device = resolve_device(opts["device"])
-    if opts["half"] and not device.startswith("cuda"):
-        raise PoseAppError("--half needs a CUDA device (drop --half or pass --device cuda)")
+    device = resolve_device(opts["device"], half=opts["half"])
     source = open_source(opts["source"], recursive=opts["recursive"], vid_stride=opts["vid_stride"],
                          max_frames=opts["max_frames"], max_pixels=opts["max_pixels"],
                          stream_timeout=opts["stream_timeout"])
@@ -365,9 +363,8 @@ def _predict(opts: dict[str, Any]) -> int:
             if created is None and not opts["exist_ok"] and out != Path(opts["out_dir"]):
                 created = out  # runs/predict2, beside an existing runs/predict
             others = [Path(p) for p in (opts["boxes_file"], opts["pose_model"]) if p and Path(p).is_file()]
-            check_outputs_apart(source, out, media=media, keypoints=keypoints, other_inputs=others)
-            writes_into = {p.parent for p in planned_outputs(source, out, media=media, keypoints=keypoints)}
-            stats["stale"] = remove_stale_temps(sorted(writes_into | {out}))
+            planned = check_outputs_apart(source, out, media=media, keypoints=keypoints, other_inputs=others)
+            stats["stale"] = remove_stale_temps(sorted({p.parent for p in planned} | {out}))
 
         recipe, _ = resolve_recipe(opts["pose_model"], opts["pose_arch"])  # no weights yet: option errors first
         _check_kpt_thr(opts["kpt_thr"], recipe)
@@ -438,7 +435,8 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any], stats
     from tqdm import tqdm
 
     from poseapp.draw import draw
-    from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter
+    from poseapp.outputs import keypoints_output_name
+    from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter, video_output_name
 
     save_media = out is not None and not opts["no_save"]
     meta = {"model": pipeline.estimator.recipe.name}
@@ -451,14 +449,14 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any], stats
             if save_media:
                 media = stack.enter_context(ImageWriter(out, root=getattr(source, "root", None)))
             if opts["save_json"]:
-                json_sink = stack.enter_context(JsonWriter(out / "predictions.json", meta))
+                json_sink = stack.enter_context(JsonWriter(out / keypoints_output_name(source), meta))
         else:
             if save_media:  # the written frames play at the source's speed: fps / stride; the size is the
                 # first frame's (a capture may report the size before its rotation metadata is applied)
                 fps = source.fps / opts["vid_stride"] if source.fps else None
-                media = stack.enter_context(VideoWriter(out / f"{source.stem}.mp4", fps))
+                media = stack.enter_context(VideoWriter(out / video_output_name(source.stem), fps))
             if opts["save_json"]:
-                json_sink = stack.enter_context(JsonlWriter(out / f"{source.stem}.jsonl", meta))
+                json_sink = stack.enter_context(JsonlWriter(out / keypoints_output_name(source), meta))
         bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=source.kind == "images"
                                        and (source.expected_frames or 0) <= 1, dynamic_ncols=True, leave=False))
         for result in pipeline(source):

@@ -14,21 +14,24 @@ from pathlib import Path
 from typing import Iterable
 
 from poseapp.errors import OutputError
-from poseapp.sinks import image_output_name, video_output_names
+from poseapp.sinks import image_output_name, video_output_name
 
-JSON_NAME = "predictions.json"
+def keypoints_output_name(source) -> str:
+    """The keypoint file of a run: one JSON document for images, JSON Lines for a video or stream."""
+    return "predictions.json" if source.kind == "images" else f"{source.stem}.jsonl"
 
 
 def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = True) -> list[Path]:
     """Every file a run of ``source`` may write into ``out``: annotated media (``media``) and the keypoint
     file (``keypoints``)."""
     out = Path(out)
-    if source.kind == "images":
-        paths = getattr(source, "paths", [])
-        return [*([out / JSON_NAME] if keypoints else []),
-                *((out / image_output_name(Path(p), source.root) for p in paths) if media else [])]
-    return [*((out / name for name in video_output_names(source.stem)) if media else []),
-            *([out / f"{source.stem}.jsonl"] if keypoints else [])]
+    if not media:
+        files = []
+    elif source.kind == "images":
+        files = [out / image_output_name(Path(p), source.root) for p in getattr(source, "paths", [])]
+    else:
+        files = [out / video_output_name(source.stem)]
+    return [*files, *([out / keypoints_output_name(source)] if keypoints else [])]
 
 
 def _real(path: Path | str) -> Path:
@@ -64,10 +67,10 @@ def _glob_reaches(pattern: str, path: Path) -> bool:
 
 
 def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: bool = True,
-                        other_inputs: Iterable[Path] = (), flag: str = "--out") -> None:
+                        other_inputs: Iterable[Path] = (), flag: str = "--out") -> list[Path]:
     """Raise OutputError when writing ``source``'s outputs into ``out`` would overwrite one of its input
     files (or one of ``other_inputs``, such as a --boxes file), or put them where the source would read
-    them next time. No file is touched."""
+    them next time. No file is touched. Returns the planned outputs (``planned_outputs``)."""
     out = Path(out)
     walks = source.walks
     if isinstance(walks, Path) and _inside(_real(out), _real(walks)):
@@ -85,3 +88,4 @@ def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: boo
             if _glob_reaches(walks, path):
                 raise OutputError(f"{flag} {out}: the source pattern '{walks}' would also match the output "
                                   f"'{path.name}' there next time; choose an {flag} the pattern does not reach")
+    return planned

@@ -303,9 +303,9 @@ class ImageWriter:
 # Video
 
 
-def video_output_names(stem: str) -> tuple[str, ...]:
-    """Every name a video's annotated copy may take."""
-    return (f"{stem}.mp4",)
+def video_output_name(stem: str) -> str:
+    """The annotated copy of the video or stream ``stem``."""
+    return f"{stem}.mp4"
 
 
 MAX_FPS = 1000.0  # a capture reporting more (RTSP streams often say 90000: their clock) has no real rate

@@ -17,8 +17,8 @@ What a spec is, in this order: an existing path always wins (a folder named ``0`
 ``webcam:N`` is camera N; an http(s) URL ending in an image extension is an image; another URL is a
 stream; digits are a camera index; a pattern with ``* ? [`` is a glob.
 
-Frames are BGR uint8 ``(H, W, 3)`` arrays; images decode with ``cv2.imread(path, cv2.IMREAD_COLOR)``
-(the model sees exactly that; an image with an alpha channel also carries it as ``Frame.alpha``, so a
+Frames are BGR uint8 ``(H, W, 3)`` arrays: the pixels of ``cv2.imread(path, cv2.IMREAD_COLOR)``, decoded
+with ``cv2.imdecode`` from the bytes whose header was checked (the model sees exactly that; an image with an alpha channel also carries it as ``Frame.alpha``, so a
 saved PNG keeps it). Before decoding, the header's size is checked against ``max_pixels``.
 A bad file inside a multi-image source is skipped and recorded in ``Source.failures``; a single image,
 video or stream that cannot be read raises :class:`~poseapp.errors.SourceError`.
@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ("bmp", "jpeg", "jpg", "png", "tif", "tiff", "webp")
 VIDEO_EXTENSIONS = ("avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "webm", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
-ALPHA_EXTENSIONS = ("png", "tif", "tiff", "webp")  # formats whose saved copy keeps an alpha channel
 DEFAULT_MAX_PIXELS = 16384 * 16384
 DEFAULT_STREAM_TIMEOUT = 10.0  # seconds
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # an image URL larger than this is refused
@@ -232,8 +231,6 @@ def read_pages(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         is over ``max_pixels`` (checked from the header, before decoding), or cannot be decoded. A page of
         a multi-page TIFF that cannot be decoded ends its pages, and ``on_error`` gets the reason.
     """
-    import cv2
-
     data, reason = _read_bytes(path)
     if data is None:
         return None, reason
@@ -242,28 +239,44 @@ def read_pages(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         return None, reason
     if header is not None and header.pages > 1:
         return _tiff_pages(path, data, header.pages, on_error), ""
-    try:  # from the bytes just checked (the same pixels as cv2.imread(path, IMREAD_COLOR), EXIF turn included)
+    image, reason = _imdecode(data)
+    if image is None:
+        return None, reason
+    alpha = _alpha_of(path, data, image) if header is not None and header.alpha else None
+    return iter([Decoded(image, alpha)]), ""
+
+
+def _imdecode(data: bytes) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode(data, IMREAD_COLOR)``: the pixels ``cv2.imread`` gives (EXIF turn included), or a reason."""
+    import cv2
+
+    try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:  # OpenCV's own limits (e.g. OPENCV_IO_MAX_IMAGE_PIXELS) and decoder failures
         return None, f"cannot decode image ({_cv2_reason(e)})"
     if image is None:
         return None, "cannot decode image (corrupt or not an image)"
-    alpha = _alpha_of(path, data, image) if header is not None and header.alpha else None
-    return iter([Decoded(image, alpha)]), ""
+    return image, ""
 
 
 def _tiff_pages(path: Path, data: bytes, count: int, on_error: Callable[[str], None] | None) -> Iterator[Decoded]:
-    """The pages of a multi-page TIFF, decoded one at a time (all at once from ``data`` for a name OpenCV
+    """The pages of a multi-page TIFF, decoded one at a time (all at once, from ``data``, for a name OpenCV
     cannot be given)."""
     import cv2
 
+    every = None
+    if not _utf8(path):
+        try:
+            ok, every = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error as e:
+            ok, every = False, _cv2_reason(e)
+        every = list(every) if ok else every
     for i in range(count):
         try:
-            if _utf8(path):
+            if every is None:
                 ok, images = cv2.imreadmulti(str(path), start=i, count=1, flags=cv2.IMREAD_COLOR)
             else:
-                ok, images = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                images = images[i:i + 1] if ok else images
+                ok, images = (True, every[i:i + 1]) if isinstance(every, list) else (False, every)
         except cv2.error as e:
             ok, images = False, _cv2_reason(e)
         if not ok or not images:
@@ -297,18 +310,8 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.
 
 def decode_image_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str]:
     """Decode an encoded image held in memory (``cv2.imdecode``), with the same checks as a file."""
-    import cv2
-
     _, reason = _check_bytes(data, max_pixels)
-    if reason:
-        return None, reason
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as e:
-        return None, f"cannot decode image ({_cv2_reason(e)})"
-    if image is None:
-        return None, "cannot decode image (corrupt or not an image)"
-    return image, ""
+    return (None, reason) if reason else _imdecode(data)
 
 
 # --------------------------------------------------------------------------------------------------
