@@ -146,6 +146,9 @@ class PredictCommand(click.Command):
               "(default: the zoo entry whose file name it bears).")
 @click.option("--det-model", default=DEFAULT_DET_MODEL, show_default=True,
               help="ultralytics YOLO model (.pt/.onnx/OpenVINO folder, or a name it downloads); 'none' = whole frame.")
+@click.option("--trust-checkpoint", multiple=True, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Let ultralytics unpickle this detector file in full: RUNS ANY CODE IN IT. Without it a .pt "
+              "loads weights-only, through an allow-list of model classes (README: Security).")
 @click.option("--det-conf", default=0.25, show_default=True, type=Finite(0, 1),
               help="Detector confidence threshold.")
 @click.option("--det-iou", default=0.7, show_default=True, type=Finite(0, 1),
@@ -331,10 +334,17 @@ def _yolo_or_whole_frame(opts: dict[str, Any], classes, device: str):
     """A YOLO detector keeping ``classes``, or the whole frame (``classes`` None, or --det-model none)."""
     from poseapp.detect import WholeFrameDetector, YoloDetector
 
+    trusted = opts.get("trust_checkpoint") or ()
     if classes is None or opts["det_model"].lower() == "none":
+        for path in trusted:
+            _warn(f"--trust-checkpoint {path}: this run loads no YOLO detector, so it changes nothing")
         return WholeFrameDetector()
     return YoloDetector(opts["det_model"], conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
-                        classes=classes, device=device, half=opts["half"])
+                        classes=classes, device=device, half=opts["half"], trusted=trusted)
+
+
+def _warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
 def _predict(opts: dict[str, Any]) -> int:
@@ -407,8 +417,7 @@ def _check_kpt_thr(thr: float, recipe) -> None:
     if low <= thr <= high:
         return
     effect = "nothing is drawn" if thr > high else "every keypoint is drawn, however unsure"
-    click.secho(f"warning: --kpt-thr {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to "
-                f"{high:g}): {effect}", fg="yellow", err=True)
+    _warn(f"--kpt-thr {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): {effect}")
 
 
 def _abandon(source, window, created: Path | None) -> None:
@@ -492,14 +501,13 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
         click.echo(f"results saved to {out}" if any(p.is_file() for p in out.rglob("*")) else "nothing saved",
                    err=True)
     elif frames:
-        click.secho("warning: --no-save without --json saved nothing (add --json to keep the keypoints)",
-                    fg="yellow", err=True)
+        _warn("--no-save without --json saved nothing (add --json to keep the keypoints)")
     if stats["stale"]:
         click.echo(f"removed {len(stats['stale'])} temporary file(s) a killed earlier run left in {out}: "
                    f"{', '.join(p.name for p in stats['stale'][:5])}", err=True)
     if stats.get("boxes_file") and frames and not people:
-        click.secho(f"warning: no box of --boxes {stats['boxes_file']} belongs to these frames (boxes are matched "
-                    f"by file name, stem, or image id = the file's number)", fg="yellow", err=True)
+        _warn(f"no box of --boxes {stats['boxes_file']} belongs to these frames (boxes are matched by file name, "
+              "stem, or image id = the file's number)")
     if source.failures:
         click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
         for path, reason in source.failures:

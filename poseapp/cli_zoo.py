@@ -1,7 +1,7 @@
 """The zoo's commands: ``python infer.py models [info NAME]`` and ``python infer.py fetch NAME...``.
 
 Parsing, printing and exit codes only (like poseapp.cli): the table is poseapp.zoo, downloads are
-poseapp.hub, detector weights go through ultralytics (poseapp.detect.fetch_detector).
+poseapp.hub; detector weights (ultralytics' release assets) are vetted by poseapp.detect.fetch_detector.
 """
 from __future__ import annotations
 
@@ -224,7 +224,8 @@ def _flip(r) -> str:
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks on errors.")
 def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: str | None, dry_run: bool,
           offline: bool, verbose: bool) -> None:
-    """Download zoo weights (sha256-checked, resumable) or ultralytics detector weights (yolo11n.pt ...).
+    """Download zoo weights (sha256-checked, resumable) or ultralytics detector weights (yolo11n.pt ...;
+    ultralytics publishes no hash: a download that is not a checkpoint of allowed model classes is deleted).
 
     \b
       python infer.py fetch hrnet-w32_coco-256x192 yolo11n.pt
@@ -326,5 +327,11 @@ def _dry_run_line(name: str, recipe, cache: Path | None) -> str:
         url = hub.mirror_url(recipe.url)
     if there:
         return f"{name}: already in {path} (nothing to do)"
-    check = f"sha256 {recipe.sha256_prefix}..." if recipe is not None and recipe.sha256_prefix else "no published hash"
+    if recipe is None:
+        from poseapp.detect import detector_sha256
+
+        digest = detector_sha256(name)
+        check = f"sha256 {digest}..." if digest else "no published hash: vetted by the checkpoint allow-list"
+    else:
+        check = f"sha256 {recipe.sha256_prefix}..." if recipe.sha256_prefix else "no published hash"
     return f"{name}: would download {url} -> {path} ({check})"

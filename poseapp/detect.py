@@ -3,7 +3,8 @@
 Every detector is a callable ``detector(frames) -> list[Detections]`` (one entry per frame, in order):
 
 - ``YoloDetector``: any model ultralytics loads (.pt, .onnx, an OpenVINO folder, a bare name such as
-  ``yolo11n.pt``), run on all frames at once. ``ultralytics`` is imported lazily, on construction.
+  ``yolo11n.pt``), run on all frames at once; a .pt is unpickled weights-only through an allow-list
+  (``poseapp.yolo_checkpoint``), never by ultralytics. ``ultralytics`` is imported lazily, on construction.
 - ``WholeFrameDetector``: one box covering the frame (centred single-animal crops, Locust, Zebra...).
 - ``BoxesFile``: precomputed boxes from a COCO detection-results JSON (e.g. MMPose's
   ``COCO_val2017_detections_AP_H_56_person.json``), matched to frames by file name or image id.
@@ -357,54 +358,73 @@ def is_detector_name(name: str) -> bool:
     return Path(name).name == name and name.endswith(".pt") and name in _known_asset_names()
 
 
-def detector_url(name: str) -> str:
-    """Where ultralytics downloads the asset ``name`` from (its GitHub release), after POSEAPP_MIRROR."""
-    import inspect
+_DETECTOR_SHA256: dict[str, str] = {}
+"""sha256 prefixes of detector files, by name, where their publisher gives one. Ultralytics publishes none for
+its release assets (yolo11n.pt...): those are vetted by ``yolo_checkpoint``'s allow-list instead, before the
+download gets its final name and again on every load."""
 
-    from poseapp import hub
+
+def detector_sha256(name: str) -> str | None:
+    """The pinned sha256 prefix of the detector file ``name``, or None where its publisher gives none."""
+    return _DETECTOR_SHA256.get(name)
+
+
+def _release_url(name: str) -> str:
+    """The GitHub release URL ultralytics downloads the asset ``name`` from."""
+    import inspect
 
     _import_yolo()  # applies _ULTRALYTICS_ENV first
     from ultralytics.utils.downloads import GITHUB_ASSETS_REPO, attempt_download_asset
 
     release = inspect.signature(attempt_download_asset).parameters["release"].default
-    return hub.mirror_url(f"https://github.com/{GITHUB_ASSETS_REPO}/releases/download/{release}/{name}")
+    return f"https://github.com/{GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
+
+
+def detector_url(name: str) -> str:
+    """Where the detector ``name`` is downloaded from: ultralytics' GitHub release, after POSEAPP_MIRROR."""
+    from poseapp import hub
+
+    return hub.mirror_url(_release_url(name))
 
 
 def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
     """Download the ultralytics detector ``name`` (``yolo11n.pt``) into ``cache`` (default: the weights cache)
-    with ultralytics' own downloader (retries, resume, size check; ultralytics publishes no hashes), unless it
-    is there. ``POSEAPP_OFFLINE`` forbids the download; a failure is a DetectorError naming the URL."""
+    unless it is there, through ``poseapp.hub`` (resume, retries, POSEAPP_MIRROR, a temp name until done). The
+    download is checked against ``_DETECTOR_SHA256`` where it has a digest, and against the checkpoint
+    allow-list (``yolo_checkpoint.check_yolo_checkpoint``) before it gets its final name: a file that fails is
+    deleted. ``POSEAPP_OFFLINE`` forbids the download. Failures raise DetectorError or DownloadError."""
     from poseapp import hub
+    from poseapp.yolo_checkpoint import NotACheckpointError, UnsafeCheckpointError, check_yolo_checkpoint
 
     if not is_detector_name(name):
         raise DetectorError(f"{name} is not a detector name ultralytics knows (e.g. yolo11n.pt)")
     dest = (cache if cache is not None else hub.cache_dir()) / name
     if dest.is_file():
         return dest
-    url = detector_url(name)
     if hub.is_offline():
         raise DetectorError(f"detector model {name} is not in the cache (POSEAPP_OFFLINE is set): run "
                             f"`python infer.py fetch {name}` on a machine with internet, or copy it to {dest}")
-    from ultralytics.utils.downloads import safe_download
+    url = detector_url(name)
 
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        safe_download(url=url, file=dest, min_bytes=1e5, progress=True)
-    except Exception as e:  # ultralytics raises ConnectionError, OSError, ... with multi-line texts
-        why = " ".join(str(e).split())
-        raise DetectorError(f"download of {url} failed ({type(e).__name__}: {why}); retry, or copy {name} "
-                            f"to {dest}") from e
-    if not dest.is_file():
-        raise DetectorError(f"download of {url} failed (nothing was written); retry, or copy {name} to {dest}")
-    return dest
+    def vet(part: Path) -> None:
+        try:
+            check_yolo_checkpoint(part)
+        except UnsafeCheckpointError as e:
+            raise DetectorError(f"the download of {url} was deleted: {e.reason} (such a file can run code when "
+                                "opened): the server (or POSEAPP_MIRROR) does not serve ultralytics' file") from e
+        except NotACheckpointError as e:
+            raise DetectorError(f"the download of {url} was deleted: {e.reason}: check the URL, or "
+                                "POSEAPP_MIRROR") from e
+
+    return hub.fetch(_release_url(name), name, detector_sha256(name), name=name, cache=dest.parent, check=vet)
 
 
 def _resolve_model(model: str | Path) -> Path:
     """The file or folder to give ultralytics for ``model``, or a DetectorError naming it and the fix.
 
     An existing path is used as is. A bare known name (``yolo11n.pt``) is looked up in poseapp's cache
-    (``poseapp.hub.cache_dir()``) and otherwise downloaded there first (``fetch_detector``: ultralytics'
-    downloader, POSEAPP_MIRROR honoured), unless ``POSEAPP_OFFLINE`` is set.
+    (``poseapp.hub.cache_dir()``) and otherwise downloaded there first (``fetch_detector``; POSEAPP_MIRROR
+    honoured), unless ``POSEAPP_OFFLINE`` is set.
     """
     from poseapp import hub
 
@@ -433,9 +453,15 @@ class YoloDetector:
         device: ``"cpu"``, ``"cuda:0"``, ``"0"``...
         half: FP16 inference (ignored by ultralytics on the CPU).
         imgsz: inference size in pixels.
+        trusted: files the user trusts to run code (``--trust-checkpoint``): if ``model`` is one of them,
+            ultralytics opens it itself, with full unpickling.
 
-    The model is loaded and run once on a blank image on construction, so a bad file raises
-    DetectorError here, not on the first frame. ultralytics runs offline and quiet (see
+    A PyTorch checkpoint (any file but the formats in ``_NOT_PICKLES``) is read by
+    ``yolo_checkpoint.load_yolo``: weights-only unpickling with an allow-list of model classes, the module
+    then handed to ultralytics, which never unpickles the file; one that needs anything else is refused
+    (UnsafeCheckpointError). A model yaml is refused (ultralytics evaluates code in it, and builds an
+    untrained detector). The model is loaded and run once on a blank image on construction, so a bad file
+    raises here, not on the first frame. ultralytics runs offline and quiet (see
     ``_ULTRALYTICS_ENV``): no package installs, no DNS probe, no analytics, no stdout.
     """
 
@@ -450,8 +476,16 @@ class YoloDetector:
         device: str = "cpu",
         half: bool = False,
         imgsz: int = 640,
+        trusted: Iterable[str | Path] = (),
     ) -> None:
         self.path = _resolve_model(model)
+        self.trusted = False
+        for other in trusted:
+            if same_file(self.path, other):
+                self.trusted = True
+            else:
+                log.warning("--trust-checkpoint %s is not the detector this run loads (%s): it changes nothing "
+                            "(pose checkpoints always load weights-only)", other, self.path)
         yolo_cls = _import_yolo()
         self._kwargs: dict[str, Any] = dict(
             conf=conf,
@@ -463,9 +497,8 @@ class YoloDetector:
             verbose=False,
             **_half_kwargs(half),
         )
-        task = None if self.path.suffix.lower() in {".pt", ".yaml", ".yml"} else "detect"
         try:
-            self._model = yolo_cls(str(self.path), task=task)
+            self._model = _open_yolo(self.path, yolo_cls, self.trusted)
             self._predict([np.zeros((imgsz, imgsz, 3), np.uint8)])  # load now: a bad file fails here
         except PoseAppError:
             raise
@@ -494,6 +527,37 @@ class YoloDetector:
     def _predict(self, images: list[np.ndarray]) -> list[Any]:
         """ultralytics Results for (H, W, 3) uint8 BGR images."""
         return self._model.predict(images, **self._kwargs)
+
+
+_NOT_PICKLES = (".onnx", ".torchscript", ".engine", ".tflite", ".pb", ".mnn", ".mlmodel")
+"""Model files ultralytics opens without unpickling them (ONNX Runtime, TorchScript, TensorRT...), as a folder
+(an OpenVINO export). ultralytics takes any other file whose name contains ``.pt`` for a pickled checkpoint."""
+_YAML = (".yaml", ".yml")
+
+
+def _open_yolo(path: Path, yolo_cls: Any, trusted: bool) -> Any:
+    """ultralytics' YOLO for ``path``: a pickled checkpoint through the allow-list (unless ``trusted``)."""
+    from poseapp.yolo_checkpoint import load_yolo
+
+    name = path.name.lower()
+    if trusted:
+        log.warning("--trust-checkpoint %s: ultralytics unpickles it in full (any code in it runs)", path)
+        return yolo_cls(str(path), task=None if name.endswith((".pt", *_YAML)) else "detect")
+    if path.is_file() and name.endswith(_YAML):
+        raise DetectorError(f"detector model {path} is a model yaml: it builds an untrained detector, and "
+                            "ultralytics evaluates code written in it: pass trained weights (.pt, .onnx, an OpenVINO "
+                            f"folder), or --trust-checkpoint {path} to build it anyway")
+    if path.is_dir() or name.endswith(_NOT_PICKLES):
+        return yolo_cls(str(path), task="detect")
+    return load_yolo(path, yolo_cls)
+
+
+def same_file(path: Path, other: str | Path) -> bool:
+    """Whether ``other`` names the file ``path`` (same inode; False for a path that does not exist)."""
+    try:
+        return os.path.samefile(path, Path(other).expanduser())
+    except OSError:
+        return False
 
 
 def _half_kwargs(half: bool) -> dict[str, Any]:

@@ -142,13 +142,15 @@ def fetch(
     retries: int = 3,
     backoff: float = 1.0,
     cache: str | Path | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """``<cache>/filename``, downloaded from ``url`` (through ``POSEAPP_MIRROR``) unless already there and intact.
 
     ``cache`` is the folder (None: ``cache_dir()``). A cache hit makes no request (see ``cached_path``); a
     corrupt cached file is downloaded again. With ``POSEAPP_OFFLINE`` set, an absent (or corrupt) file raises
     DownloadError telling how to get it; ``name`` (the zoo name) goes into that message. The other arguments
-    are ``download()``'s.
+    are ``download()``'s; ``check(path)`` vets a fresh download (after its hash, before its final name): if it
+    raises, the download is deleted and the error propagates. A cached file is not re-checked.
     """
     dest = (cache_dir() if cache is None else Path(cache)) / filename
     hit = cached_path(filename, sha256_prefix, dest.parent)
@@ -163,7 +165,7 @@ def fetch(
             f"{filename} {state} (POSEAPP_OFFLINE is set): run `python infer.py fetch {name or 'NAME'}` "
             f"on a machine with internet, or copy the file to {dest}"
         )
-    digest = _download(url, dest, sha256_prefix, progress, timeout, retries, backoff)
+    digest = _download(url, dest, sha256_prefix, progress, timeout, retries, backoff, check)
     _write_stamp(dest, digest)
     return dest
 
@@ -192,7 +194,7 @@ def download(
 
 
 def _download(url: str, dest: Path, sha256_prefix: str | None, progress: bool | ProgressFn, timeout: float,
-              retries: int, backoff: float) -> str:
+              retries: int, backoff: float, check: Callable[[Path], None] | None = None) -> str:
     """``download()``, returning the file's hex sha256 (for the cache stamp)."""
     prefix = _normalise_prefix(sha256_prefix) if sha256_prefix is not None else None
     url = mirror_url(url)
@@ -219,6 +221,12 @@ def _download(url: str, dest: Path, sha256_prefix: str | None, progress: bool | 
             f"sha256 mismatch for {url}: expected prefix {prefix}, got {digest}; the download was deleted "
             "(retry; if it persists the file changed upstream)"
         )
+    if check is not None:
+        try:
+            check(part)
+        except BaseException:
+            _discard(part)
+            raise
     os.replace(part, dest)
     return digest
 

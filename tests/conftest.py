@@ -93,6 +93,26 @@ def random_checkpoint(tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def yolo_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """``{"yolov8n": Path, "yolo11n": Path}``: real ultralytics checkpoints, built offline from ultralytics' own
+    model yaml (seeded random weights: its trained weights cannot be downloaded here) and written by its own
+    ``save``. Random weights score every box about 2e-4 at most (Detect's bias init), so they find nothing at
+    the default --det-conf; 1e-4 gives boxes."""
+    import torch
+
+    from poseapp.detect import _import_yolo
+
+    yolo = _import_yolo()  # ultralytics offline and quiet
+    folder = tmp_path_factory.mktemp("yolo")
+    paths = {}
+    for name in ("yolov8n", "yolo11n"):
+        torch.manual_seed(0)
+        paths[name] = folder / f"{name}.pt"
+        yolo(f"{name}.yaml").save(paths[name])
+    return paths
+
+
 def make_truncated_avi(folder: Path) -> Path:
     """demo.mp4's 5 frames, each twice, as an MJPG AVI cut in half: the header says 10 frames, so the
     copy opens and then ends early (a cut mp4 cannot be opened at all: its index is at the end)."""

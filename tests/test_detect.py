@@ -171,7 +171,7 @@ def test_known_name_offline_and_not_cached(tmp_path, monkeypatch):
     assert str(tmp_path / "yolo11n.pt") in str(e.value)
 
 
-def test_known_name_is_fetched_into_the_poseapp_cache(tmp_path, monkeypatch, file_server):
+def test_known_name_is_fetched_into_the_poseapp_cache(tmp_path, monkeypatch, file_server, yolo_checkpoints):
     """A bare known name not yet cached is downloaded there first (through POSEAPP_MIRROR: a local server)."""
     from urllib.parse import urlsplit
 
@@ -180,7 +180,7 @@ def test_known_name_is_fetched_into_the_poseapp_cache(tmp_path, monkeypatch, fil
     monkeypatch.setenv("POSEAPP_HOME", str(tmp_path))
     monkeypatch.setenv("POSEAPP_MIRROR", file_server.base)
     monkeypatch.delenv("POSEAPP_OFFLINE", raising=False)
-    body = bytes(range(256)) * 1000  # ultralytics refuses downloads under 100 kB
+    body = yolo_checkpoints["yolo11n"].read_bytes()
     file_server.files[urlsplit(detector_url("yolo11n.pt")).path] = body
     assert _resolve_model("yolo11n.pt") == tmp_path / "yolo11n.pt"
     assert (tmp_path / "yolo11n.pt").read_bytes() == body and len(file_server.requests) == 1

@@ -140,17 +140,20 @@ def test_fetch_offline_makes_no_request(mirror, monkeypatch, tmp_path):
     assert mirror.requests == []
 
 
-def test_detector_names_are_fetched_through_ultralytics(mirror, tmp_path):
+def test_detector_names_are_fetched_from_ultralytics_release(mirror, tmp_path, yolo_checkpoints):
+    """A detector name downloads ultralytics' release asset (here through the mirror); the file is a real
+    ultralytics checkpoint, so the allow-list passes it. What it refuses: tests/test_checkpoint_safety.py."""
     from ultralytics.utils.downloads import GITHUB_ASSETS_REPO
 
     from poseapp.detect import detector_url
 
     url = detector_url("yolo11n.pt")
     assert url.startswith(f"{mirror.base}/pfx/{GITHUB_ASSETS_REPO}/releases/download/") and url.endswith("/yolo11n.pt")
-    mirror.files[urlsplit(url).path] = BYTES
+    body = yolo_checkpoints["yolo11n"].read_bytes()
+    mirror.files[urlsplit(url).path] = body
     result = cli("fetch", "yolo11n.pt", "--dir", tmp_path / "det")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "det" / "yolo11n.pt").read_bytes() == BYTES
+    assert (tmp_path / "det" / "yolo11n.pt").read_bytes() == body
     assert mirror.requests == [urlsplit(url).path]
     assert cli("fetch", "yolo11n.pt", "--dir", tmp_path / "det").exit_code == 0
     assert len(mirror.requests) == 1  # there already

@@ -28,7 +28,7 @@ _TRAINING_ONLY = ("loss", "loss_module")  # key components of training-only modu
 _OPTIONAL = ("num_batches_tracked",)  # BatchNorm fills it in when absent (very old checkpoints)
 
 
-def _numpy_safe_globals() -> list:
+def numpy_safe_globals() -> list:
     """The numpy globals a pickled ``ndarray`` or numpy scalar needs, under NumPy 1.x and 2.x names."""
     import numpy as np
 
@@ -73,7 +73,7 @@ def read_checkpoint(path: str | Path) -> tuple[OrderedDict[str, torch.Tensor], d
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path or fetch the model first")
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle and weights-only errors of every kind
         raise CheckpointError(f"cannot read checkpoint {path}: {_why_unreadable(e)}") from e

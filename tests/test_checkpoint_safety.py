@@ -1,0 +1,364 @@
+"""No model file runs code (poseapp/yolo_checkpoint.py).
+
+Malicious pickles, each of which creates a marker file when unpickled in full, reach the app the three ways
+a detector file does: as ``--det-model``, as the cached default detector (``yolo11n.pt`` in POSEAPP_HOME) and
+through POSEAPP_MIRROR (a local HTTP server). None may create the marker; each is one ``error:`` line and
+exit 2 (``fetch``: 1, a failed download). With ``--trust-checkpoint`` naming the file, ultralytics unpickles it
+and the marker appears: the payloads are live, and the flag does what its help says.
+
+Real ultralytics checkpoints (YOLOv8n and YOLO11n from ultralytics' yaml, saved by its own ``save``) load
+weights-only, give the same raw network outputs and boxes as ultralytics' own (unsafe) load of the same file,
+and give boxes end to end. Every ``torch.load`` on the detector path has ``weights_only=True``, and the
+project's source holds no unpickling call without it.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner, Result
+from conftest import ROOT
+
+from poseapp.cli import main
+from poseapp.detect import YoloDetector, detector_url
+from poseapp.results import Frame
+from poseapp.yolo_checkpoint import (
+    UnsafeCheckpointError,
+    _BuildOnly,
+    _forward_of,
+    allow_list,
+    check_yolo_checkpoint,
+    read_yolo_checkpoint,
+)
+
+ARCH = "mobilenetv2-rle_coco-256x192"
+IMAGE = ROOT / "assets" / "astronaut.jpg"
+
+
+def cli(*args) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def error_line(result: Result, code: int = 2) -> str:
+    """The run failed with ``code``, printed exactly one ``error:`` line and no traceback: that line."""
+    assert result.exit_code == code, f"{result.output}\n{result.exception!r}"
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Malicious files
+
+
+class _System:
+    """Unpickles as ``os.system("touch MARKER")``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+class _CallsDetectionModel:
+    """Unpickles as ``DetectionModel(cfg)``, a class on the allow-list called with the file's arguments: its
+    yaml parser evaluates ``activation``, which touches MARKER."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from ultralytics.nn.tasks import DetectionModel
+
+        code = f"__import__('os').system({f'touch {shlex.quote(str(self.marker))}'!r})"
+        return DetectionModel, ({"nc": 80, "activation": code, "backbone": [[-1, 1, "Conv", [16, 3, 2]]], "head": []},)
+
+
+def write_evil(kind: str, path: Path, marker: Path) -> Path:
+    if kind == "plain-pickle":  # not torch.save: what pickle.dump writes
+        path.write_bytes(pickle.dumps(_System(marker)))
+    elif kind == "protocol-0-pickle":  # text opcodes: starts with the GLOBAL opcode, not a protocol header
+        path.write_bytes(pickle.dumps(_System(marker), protocol=0))
+    elif kind == "torch-zip":
+        torch.save(_System(marker), path)
+    elif kind == "dict-under-model":  # shaped like an ultralytics checkpoint
+        torch.save({"model": _System(marker), "train_args": {}, "date": "2026-01-01"}, path)
+    elif kind == "calls-detectionmodel":
+        torch.save({"model": _CallsDetectionModel(marker)}, path)
+    else:
+        raise ValueError(kind)
+    return path
+
+
+KINDS = ["plain-pickle", "protocol-0-pickle", "torch-zip", "dict-under-model", "calls-detectionmodel"]
+
+
+@pytest.fixture(scope="module")
+def pose(random_checkpoint) -> list[str]:
+    return ["--pose-model", str(random_checkpoint(ARCH)), "--pose-arch", ARCH, "--no-flip"]
+
+
+@pytest.fixture
+def offline_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("POSEAPP_HOME", str(home))
+    monkeypatch.setenv("POSEAPP_OFFLINE", "1")
+    monkeypatch.delenv("POSEAPP_MIRROR", raising=False)
+    return home
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_malicious_det_model_runs_nothing(kind, tmp_path, pose, offline_home):
+    marker = tmp_path / "MARKER"
+    evil = write_evil(kind, tmp_path / "crowdhuman_yolov5m.pt", marker)
+    line = error_line(cli("--source", IMAGE, *pose, "--det-model", evil, "--out", tmp_path / "out"))
+    assert not marker.exists()
+    assert f"detector model {evil}" in line
+    if kind != "plain-pickle":  # (torch's unpickler stops at its protocol-4 framing before any global)
+        assert "refused" in line and f"--trust-checkpoint {evil}" in line
+    assert not (tmp_path / "out").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_trusting_the_file_by_name_unpickles_it_in_full(kind, tmp_path, pose, offline_home):
+    """The same files with --trust-checkpoint FILE: ultralytics' own load runs the payload (then fails, for
+    the file holds no model). This is what the flag's help and README warn of, and it shows each payload
+    above is live."""
+    marker = tmp_path / "MARKER"
+    evil = write_evil(kind, tmp_path / "det.pt", marker)
+    result = cli("--source", IMAGE, *pose, "--det-model", evil, "--trust-checkpoint", evil, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert marker.exists()
+
+
+def test_trusting_another_file_changes_nothing(tmp_path, pose, offline_home, caplog):
+    marker = tmp_path / "MARKER"
+    evil = write_evil("torch-zip", tmp_path / "det.pt", marker)
+    other = write_evil("torch-zip", tmp_path / "other.pt", marker)
+    result = cli("--source", IMAGE, *pose, "--det-model", evil, "--trust-checkpoint", other, "--out", tmp_path / "o")
+    assert "refused" in error_line(result) and not marker.exists()
+    assert f"--trust-checkpoint {other} is not the detector this run loads ({evil})" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["torch-zip", "dict-under-model", "calls-detectionmodel"])
+def test_malicious_cached_default_detector_runs_nothing(kind, tmp_path, pose, offline_home):
+    """A file placed in the weights cache under the default detector's name (a tampered download)."""
+    marker = tmp_path / "MARKER"
+    cached = write_evil(kind, offline_home / "yolo11n.pt", marker)
+    line = error_line(cli("--source", IMAGE, *pose, "--out", tmp_path / "out"))  # --det-model yolo11n.pt
+    assert not marker.exists()
+    assert f"detector model {cached}" in line and "refused" in line
+
+
+@pytest.fixture
+def mirror(file_server, tmp_path, monkeypatch) -> tuple:
+    """POSEAPP_MIRROR -> the local server, an empty POSEAPP_HOME, online; (server, home, yolo11n.pt's path)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("POSEAPP_MIRROR", file_server.base)
+    monkeypatch.setenv("POSEAPP_HOME", str(home))
+    monkeypatch.delenv("POSEAPP_OFFLINE", raising=False)
+    return file_server, home, urlsplit(detector_url("yolo11n.pt")).path
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_malicious_download_through_the_mirror_runs_nothing_and_is_deleted(kind, tmp_path, pose, mirror):
+    server, home, asset = mirror
+    marker = tmp_path / "MARKER"
+    server.files[asset] = write_evil(kind, tmp_path / "served.pt", marker).read_bytes()
+    line = error_line(cli("--source", IMAGE, *pose, "--out", tmp_path / "out"))
+    assert not marker.exists() and server.requests == [asset]
+    assert f"the download of {server.base}{asset} was deleted" in line
+    why = {"plain-pickle": "it is not a PyTorch checkpoint", "protocol-0-pickle": "it is not a PyTorch checkpoint",
+           "calls-detectionmodel": "it calls ultralytics.nn.tasks.DetectionModel with arguments"}
+    assert why.get(kind, "it needs posix.system, which a model checkpoint does not") in line
+    assert sorted(p.name for p in home.iterdir()) == []  # no yolo11n.pt, no .part
+
+    fetched = cli("fetch", "yolo11n.pt")  # the same through `fetch`: a failed download, exit 1
+    assert "was deleted" in error_line(fetched, code=1)
+    assert not marker.exists() and list(home.iterdir()) == []
+
+
+def test_a_pinned_digest_is_checked_before_the_allow_list(tmp_path, mirror, monkeypatch, yolo_checkpoints):
+    """Where a detector's publisher gives a sha256, it is pinned and checked: a real checkpoint that is not
+    the pinned file is deleted all the same."""
+    import poseapp.detect
+
+    server, home, asset = mirror
+    server.files[asset] = yolo_checkpoints["yolo11n"].read_bytes()
+    monkeypatch.setitem(poseapp.detect._DETECTOR_SHA256, "yolo11n.pt", "00000000")
+    assert "sha256 mismatch" in error_line(cli("fetch", "yolo11n.pt"), code=1)
+    assert list(home.iterdir()) == []
+    assert "(sha256 00000000...)" in cli("fetch", "yolo11n.pt", "--dry-run").output
+
+
+# --------------------------------------------------------------------------------------------------
+# Real ultralytics checkpoints
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return cv2.imread(str(IMAGE))
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_real_checkpoint_loads_weights_only_and_matches_ultralytics(name, yolo_checkpoints, image, monkeypatch):
+    from ultralytics import YOLO
+
+    path = yolo_checkpoints[name]
+    loads: list[dict] = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        loads.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    ours = YoloDetector(path, conf=1e-4, classes=None, max_det=50)
+    (det,) = ours([Frame(image, str(IMAGE))])
+    assert loads and all(kw.get("weights_only") is True for kw in loads), loads  # the detector path
+    monkeypatch.setattr(torch, "load", real_load)
+
+    theirs = YOLO(str(path))  # ultralytics' own load of the same file (full unpickling: our own file)
+    x = torch.from_numpy(cv2.resize(image, (640, 640))[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        a, b = ours._model.model(x), theirs.model(x)
+    a, b = (a[0], b[0]) if isinstance(a, (tuple, list)) else (a, b)
+    assert a.shape == b.shape == (1, 84, 8400) and torch.equal(a, b)
+
+    ref = theirs.predict(image, conf=1e-4, max_det=50, verbose=False)[0].boxes
+    assert len(det) > 0 and len(det) == len(ref)
+    np.testing.assert_array_equal(det.boxes, ref.xyxy.numpy())
+    np.testing.assert_array_equal(det.scores, ref.conf.numpy())
+
+
+def test_real_checkpoint_gives_boxes_end_to_end(yolo_checkpoints, tmp_path, pose, offline_home):
+    out = tmp_path / "out"
+    result = cli("--source", IMAGE, *pose, "--det-model", yolo_checkpoints["yolov8n"], "--det-conf", 1e-4,
+                 "--max-det", 3, "--json", "--no-save", "--out", out)
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((out / "predictions.json").read_text())["images"]
+    assert len(record["instances"]) == 3
+    assert all(0 < inst["bbox_score"] < 1e-3 for inst in record["instances"])  # random weights: tiny scores
+
+
+def test_a_model_yaml_is_refused(tmp_path, offline_home):
+    from poseapp.detect import DetectorError
+
+    marker = tmp_path / "MARKER"
+    yaml = tmp_path / "det.yaml"
+    yaml.write_text(f"nc: 80\nactivation: __import__('os').system('touch {marker}')\nbackbone: []\nhead: []\n")
+    with pytest.raises(DetectorError, match="is a model yaml"):
+        YoloDetector(yaml)
+    assert not marker.exists()
+
+
+def test_non_checkpoints_are_one_line(tmp_path, offline_home):
+    from poseapp.errors import CheckpointError
+
+    cases = {"garbage.pt": b"not a checkpoint\n", "image.pth": IMAGE.read_bytes()}
+    for name, body in cases.items():
+        (tmp_path / name).write_bytes(body)
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "pose.pt")
+    torch.save(torch.zeros(2), tmp_path / "tensor.pt")
+    expected = {"garbage.pt": "it is not a checkpoint ultralytics wrote", "image.pth": "it is not a checkpoint ultra",
+                "pose.pt": "it holds no model (no 'model' or 'ema' module)", "tensor.pt": "it holds a Tensor"}
+    for name, words in expected.items():
+        with pytest.raises(CheckpointError, match=re.escape(words)) as e:
+            YoloDetector(tmp_path / name)
+        assert "\n" not in str(e.value) and not isinstance(e.value, UnsafeCheckpointError)
+
+
+# --------------------------------------------------------------------------------------------------
+# The allow-list itself
+
+
+def test_allow_list_admits_what_real_checkpoints_need(yolo_checkpoints):
+    for path in yolo_checkpoints.values():
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        assert any(n.startswith("ultralytics.nn.") for n in names) and any(n.startswith("torch.nn.") for n in names)
+        entries, refused = allow_list(names)
+        assert refused == []
+        built = [obj for obj, name in (e for e in entries if isinstance(e, tuple)) if name in names]
+        assert len(built) == len(names) and all(isinstance(obj, _BuildOnly) for obj in built)
+        check_yolo_checkpoint(path)  # no error
+        assert isinstance(read_yolo_checkpoint(path)["model"], torch.nn.Module)
+
+
+@pytest.mark.parametrize("name", [
+    "posix.system", "builtins.eval", "builtins.exec", "subprocess.Popen", "os.system",
+    "torchvision.ops.misc.Conv2dNormActivation",  # an nn.Module, but of another package
+    "ultralytics.nn.tasks.torch_safe_load",  # a function in an admitted module
+    "ultralytics.nn.tasks.yaml_model_load",
+    "ultralytics.utils.downloads.safe_download",
+    "ultralytics.nn.modules.no_such_module.Conv",  # never imported: refused
+    "torch.nn.modules.conv.F",  # a module object, not a class
+    "torch.nn.modulesX.conv.Conv2d",  # a look-alike of an admitted tree
+    "ultralytics.utils.checks.check_requirements",
+])
+def test_allow_list_refuses(name):
+    assert allow_list([name])[1] == [name]
+
+
+def test_admitted_classes_are_built_never_called():
+    from ultralytics.nn.modules import Detect
+    from ultralytics.nn.tasks import DetectionModel
+
+    stand_in = allow_list(["ultralytics.nn.tasks.DetectionModel"])[0][-1][0]
+    assert isinstance(stand_in, _BuildOnly) and stand_in == DetectionModel
+    with pytest.raises(pickle.UnpicklingError, match="it calls ultralytics.nn.tasks.DetectionModel with arguments"):
+        stand_in({"backbone": [], "head": []})
+    blank = stand_in.__new__(stand_in)  # NEWOBJ: no __init__, no yaml parsed
+    assert type(blank) is DetectionModel and "_modules" not in vars(blank)
+    assert _forward_of(_BuildOnly(Detect), "forward") is Detect.forward
+    for target, attr in [(Detect, "__class__"), (Detect, "__init__"), (DetectionModel, "load"), (os, "system"),
+                         (DetectionModel, "_predict_once")]:
+        with pytest.raises(pickle.UnpicklingError):
+            _forward_of(target, attr)
+
+
+# --------------------------------------------------------------------------------------------------
+# The source
+
+
+_PICKLERS = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "marshal", "shelve"}
+
+
+def _unsafe_loads(tree: ast.AST) -> list[str]:
+    """Calls that unpickle without torch's weights-only unpickler, in one parsed file."""
+    bad = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = ast.unparse(node.func.value)
+        kwargs = {kw.arg: kw.value for kw in node.keywords}
+        constant = lambda key: getattr(kwargs.get(key), "value", None)  # noqa: E731
+        if owner in _PICKLERS and node.func.attr in {"load", "loads", "Unpickler", "open"}:
+            bad.append(ast.unparse(node))
+        elif owner in {"torch", "torch.serialization"} and node.func.attr == "load" and constant("weights_only") is not True:
+            bad.append(ast.unparse(node))
+        elif owner in {"np", "numpy"} and node.func.attr == "load" and constant("allow_pickle") is not False:
+            bad.append(ast.unparse(node))
+    return bad
+
+
+def test_no_unpickling_without_weights_only_in_the_project():
+    files = [ROOT / "infer.py", *(ROOT / "poseapp").rglob("*.py"), *(ROOT / "bench").glob("*.py"),
+             *(ROOT / "tests").glob("*.py")]
+    found = {str(f.relative_to(ROOT)): calls for f in files if (calls := _unsafe_loads(ast.parse(f.read_text())))}
+    assert found == {}
+    # the check itself sees what it is for
+    assert _unsafe_loads(ast.parse("torch.load(p)\npickle.loads(b)\nnp.load(f)\ntorch.load(p, weights_only=True)"))\
+        == ["torch.load(p)", "pickle.loads(b)", "np.load(f)"]
