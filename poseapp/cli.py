@@ -145,10 +145,12 @@ class PredictCommand(click.Command):
 @click.option("--pose-arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows "
               "(default: the zoo entry whose file name it bears).")
 @click.option("--det-model", default=DEFAULT_DET_MODEL, show_default=True,
-              help="ultralytics YOLO model (.pt/.onnx/OpenVINO folder, or a name it downloads); 'none' = whole frame.")
-@click.option("--trust-checkpoint", multiple=True, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
-              help="Let ultralytics unpickle this detector file in full: RUNS ANY CODE IN IT. Without it a .pt "
-              "loads weights-only, through an allow-list of model classes (README: Security).")
+              help="ultralytics YOLO detector (.pt, .onnx, OpenVINO folder, or a name it downloads); 'none' = whole "
+              "frame.")
+@click.option("--trust-checkpoint", multiple=True, metavar="FILE", type=click.Path(exists=True),
+              help="Let ultralytics load this detector file in full (unpickle a .pt, run a TorchScript): RUNS ANY "
+              "CODE IN IT. Without it a .pt loads weights-only, through an allow-list of model classes, and only "
+              ".onnx and OpenVINO exports are read by path (README: Security).")
 @click.option("--det-conf", default=0.25, show_default=True, type=Finite(0, 1),
               help="Detector confidence threshold.")
 @click.option("--det-iou", default=0.7, show_default=True, type=Finite(0, 1),

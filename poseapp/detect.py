@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
@@ -335,13 +336,20 @@ class FaceFromPose:
 
 
 def _import_yolo() -> Any:
-    """``ultralytics.YOLO``, imported with ``_ULTRALYTICS_ENV`` applied (user-set values win)."""
+    """``ultralytics.YOLO``, imported with ``_ULTRALYTICS_ENV`` applied (user-set values win) and ultralytics'
+    own restricted loading switched on (``ULTRALYTICS_SAFE_LOAD``, whatever the user set): poseapp never lets
+    ultralytics open a checkpoint by itself, and should some path of ultralytics' open one all the same, it is
+    weights-only (ultralytics' allow-list) and builds no model from a yaml with ``eval``."""
     for key, value in _ULTRALYTICS_ENV.items():
         os.environ.setdefault(key, value)
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "true"  # read when ultralytics is first imported (8.4.67 reads only "true")
     try:
         from ultralytics import YOLO
+        from ultralytics.nn import tasks
     except ImportError as e:
         raise DetectorError(f"the YOLO detector needs ultralytics ({e}): pip install -r requirements.txt") from e
+    if not getattr(tasks, "SAFE_LOAD", True):  # ultralytics was imported before poseapp set the variable
+        tasks.SAFE_LOAD = True
     return YOLO
 
 
@@ -454,13 +462,13 @@ class YoloDetector:
         half: FP16 inference (ignored by ultralytics on the CPU).
         imgsz: inference size in pixels.
         trusted: files the user trusts to run code (``--trust-checkpoint``): if ``model`` is one of them,
-            ultralytics opens it itself, with full unpickling.
+            ultralytics loads it itself, in full (a .pt is unpickled: any code in it runs).
 
-    A PyTorch checkpoint (any file but the formats in ``_NOT_PICKLES``) is read by
-    ``yolo_checkpoint.load_yolo``: weights-only unpickling with an allow-list of model classes, the module
-    then handed to ultralytics, which never unpickles the file; one that needs anything else is refused
-    (UnsafeCheckpointError). A model yaml is refused (ultralytics evaluates code in it, and builds an
-    untrained detector). The model is loaded and run once on a blank image on construction, so a bad file
+    An .onnx file or an OpenVINO folder (``_EXPORTS``) is given to ultralytics by path. Any other file is
+    read as a PyTorch checkpoint by ``yolo_checkpoint.load_yolo``: weights-only unpickling with an allow-list
+    of model classes, the module then handed to ultralytics, which never opens the file; one that needs or
+    holds anything else is refused (UnsafeCheckpointError). A model yaml and the formats poseapp does not
+    vet (TorchScript, TensorRT...: ``_CODE_FORMATS``) need ``trusted``. The model is loaded and run once on a blank image on construction, so a bad file
     raises here, not on the first frame. ultralytics runs offline and quiet (see
     ``_ULTRALYTICS_ENV``): no package installs, no DNS probe, no analytics, no stdout.
     """
@@ -529,27 +537,60 @@ class YoloDetector:
         return self._model.predict(images, **self._kwargs)
 
 
-_NOT_PICKLES = (".onnx", ".torchscript", ".engine", ".tflite", ".pb", ".mnn", ".mlmodel")
-"""Model files ultralytics opens without unpickling them (ONNX Runtime, TorchScript, TensorRT...), as a folder
-(an OpenVINO export). ultralytics takes any other file whose name contains ``.pt`` for a pickled checkpoint."""
+_EXPORTS = {".onnx": "onnx", "_openvino_model": "openvino"}
+"""The exported formats poseapp hands to ultralytics by path, by how the name ends (an .onnx file, an OpenVINO
+folder), and the format ultralytics must see in that name: they hold a graph, no code. Any other file is read
+as a PyTorch checkpoint (``yolo_checkpoint``)."""
+_CODE_FORMATS = (".torchscript", ".engine", ".tflite", ".pb", ".mnn", ".mlpackage", ".mlmodel", "_saved_model",
+                 "_ncnn_model", "_paddle_model", "_web_model", "_rknn_model", "_imx_model", "_executorch_model")
+"""Formats ultralytics also runs that poseapp does not vet (TorchScript runs its own code; the others bring
+runtimes that load plug-ins): only with --trust-checkpoint."""
 _YAML = (".yaml", ".yml")
 
 
 def _open_yolo(path: Path, yolo_cls: Any, trusted: bool) -> Any:
-    """ultralytics' YOLO for ``path``: a pickled checkpoint through the allow-list (unless ``trusted``)."""
-    from poseapp.yolo_checkpoint import load_yolo
+    """ultralytics' YOLO for ``path``: an export it reads by path, else a checkpoint through the allow-list
+    (``trusted``: ultralytics' own full load)."""
+    from poseapp.yolo_checkpoint import load_trusted, load_yolo
 
     name = path.name.lower()
     if trusted:
-        log.warning("--trust-checkpoint %s: ultralytics unpickles it in full (any code in it runs)", path)
-        return yolo_cls(str(path), task=None if name.endswith((".pt", *_YAML)) else "detect")
-    if path.is_file() and name.endswith(_YAML):
-        raise DetectorError(f"detector model {path} is a model yaml: it builds an untrained detector, and "
-                            "ultralytics evaluates code written in it: pass trained weights (.pt, .onnx, an OpenVINO "
-                            f"folder), or --trust-checkpoint {path} to build it anyway")
-    if path.is_dir() or name.endswith(_NOT_PICKLES):
-        return yolo_cls(str(path), task="detect")
+        log.warning("--trust-checkpoint %s: ultralytics loads it in full (any code in it runs)", path)
+        if name.endswith(".pt"):
+            return load_trusted(_stable_path(path), yolo_cls)
+        return yolo_cls(str(_stable_path(path)), task=None if name.endswith(_YAML) else "detect")
+    fmt = next((f for suffix, f in _EXPORTS.items() if name.endswith(suffix)), None)
+    if fmt is not None and path.is_dir() == (fmt == "openvino"):
+        return yolo_cls(str(_stable_path(path, fmt)), task="detect")
+    if name.endswith(_YAML + _CODE_FORMATS):
+        what = "a model yaml (ultralytics evaluates code in it, and builds an untrained detector)" if name.endswith(
+            _YAML) else "a format poseapp does not vet (it can run code when loaded)"
+        raise DetectorError(f"detector model {path} is {what}: pass a .pt checkpoint, an .onnx export or an OpenVINO "
+                            f"folder, or --trust-checkpoint {shlex.quote(str(path))} to load it anyway")
+    if path.is_dir():
+        raise DetectorError(f"detector model {path} is a folder but not an OpenVINO export (NAME_openvino_model/): "
+                            "pass a .pt checkpoint, an .onnx export or an OpenVINO folder")
     return load_yolo(path, yolo_cls)
+
+
+def _stable_path(path: Path, fmt: str | None = None) -> Path:
+    """``path`` made absolute, once sure ultralytics will open that very path: it strips names, drops quotes,
+    appends .pt to a bare asset name and renames yolov5 names to yolov5u, which could make it open a file
+    beside the one named. ``fmt``: the format ultralytics must see in the name."""
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    resolved = path.resolve()
+    text = str(resolved)
+    changed = text != text.strip() or "'" in text or (text.endswith(".pt") and check_yolov5u_filename(text) != text)
+    if fmt is not None and not changed:
+        from ultralytics.nn.autobackend import AutoBackend
+
+        model_type = getattr(AutoBackend, "_model_type", None)
+        changed = model_type is not None and model_type(text) != fmt
+    if changed:
+        raise DetectorError(f"detector model {path}: ultralytics would not open this name as it stands (it strips "
+                            "spaces and quotes from model names): rename the file or folder")
+    return resolved
 
 
 def same_file(path: Path, other: str | Path) -> bool:

@@ -1,36 +1,43 @@
 """Ultralytics ``.pt`` detectors, unpickled with ``torch.load(weights_only=True)`` and an allow-list.
 
 ultralytics' own loader unpickles a ``.pt`` in full: a file whose pickle calls ``os.system`` runs it. Here the
-file goes through torch's weights-only unpickler instead, which builds tensors, plain containers and the
-globals ``allow_list`` admits, and nothing else:
+file goes through torch's weights-only unpickler instead, which builds tensors, plain containers, torch's own
+safe types and the globals ``allow_list`` admits, and nothing else:
 
 - model classes: ``nn.Module`` subclasses defined under ``torch.nn.modules`` (Conv2d, BatchNorm2d, SiLU...),
   ``ultralytics.nn.modules`` (Conv, C2f, Detect...) or in ``ultralytics.nn.tasks`` (DetectionModel...), and
   the names older ultralytics versions pickled some of them under (``_RENAMED``);
 - data official checkpoints carry beside the model: ultralytics' loss classes (YOLOv10's ``v10DetectLoss``),
-  its ``IterableSimpleNamespace`` (training arguments), numpy scalars and dtypes (training metrics), paths;
-- ``getattr`` narrowed to a module's ``forward`` (older pose and segment heads pickle ``Detect.forward``).
+  its ``IterableSimpleNamespace`` (training arguments), numpy scalars and dtypes (training metrics), paths
+  (rebuilt as inert pure paths).
 
 An admitted class is *built* (``cls.__new__`` and its saved attributes, as a real checkpoint stores every
 module), never *called* with arguments of the file's choosing: ``_BuildOnly`` stands in for it in the
 unpickler, because calling one runs its ``__init__`` (DetectionModel's parses a model yaml and evaluates its
-``activation`` string). A checkpoint needing anything else (``posix.system``, ``builtins.eval``, a class
-of another package) is refused before anything is built, naming what it needs (``UnsafeCheckpointError``).
+``activation`` string). No function of those classes is reachable (``getattr`` is not admitted). A file that
+needs anything else (``posix.system``, ``builtins.eval``, a class of another package) is refused before
+anything is built, naming what it needs (``UnsafeCheckpointError``); so is one that is not a ``torch.save``
+zip archive (``NotACheckpointError``: ultralytics writes nothing else).
 
-``load_yolo(path, yolo_cls)`` hands the loaded module to ultralytics' ``YOLO`` as a module, so ultralytics
-never opens the file itself. ``check_yolo_checkpoint(path)`` is that load without ultralytics' wrapper: a
-fresh download is vetted with it before it gets its final name.
+The unpickled object is then audited (``_audit``): its model must be a DetectionModel (or a segment, pose or
+OBB model: they give boxes too) whose every module was initialised, with no hooks and no stand-in left in it.
+
+``load_yolo(path, yolo_cls)`` hands the module to ultralytics' ``YOLO`` as a module, under an inert name, so
+ultralytics has no file to open. ``check_yolo_checkpoint(path)`` is the same load and audit without the
+wrapper: a fresh download is vetted with it before it gets its final name. ``load_trusted`` is the
+``--trust-checkpoint`` path: ultralytics' own full unpickling, by the user's explicit choice.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
-import inspect
 import pathlib
 import pickle
 import re
+import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -50,8 +57,7 @@ _RENAMED = {  # a name older ultralytics versions pickled -> where the class liv
 }
 _NAMESPACE = "ultralytics.utils.IterableSimpleNamespace"
 _PATHS = tuple(f"{m}.{c}" for m in ("pathlib", "pathlib._local") for c in ("PosixPath", "WindowsPath"))
-_GETATTR = "builtins.getattr"
-_METHODS = frozenset({"forward", "forward_fuse"})
+_PRELOADED = "poseapp-preloaded-module"  # the name ultralytics is given for a module it must not load by name
 _EXPORT_HINT = "yolo export model=FILE format=onnx"
 _REFUSED = "poseapp refuses: "  # starts the unpickling errors the stand-ins below raise
 
@@ -73,8 +79,8 @@ class UnsafeCheckpointError(CheckpointError):
         super().__init__(
             f"detector model {path} is refused: {reason} (such a file can run code when opened). If it is a "
             f"detector you trust, export it to ONNX where it came from ({_EXPORT_HINT.replace('FILE', path.name)}) "
-            f"and pass the .onnx, or pass --trust-checkpoint {path} to unpickle it in full (that runs any code the "
-            "file holds)")
+            f"and pass the .onnx, or pass --trust-checkpoint {shlex.quote(str(path))} to unpickle it in full (that "
+            "runs any code the file holds)")
         self.reason = reason
 
 
@@ -101,17 +107,6 @@ class _BuildOnly:
 
     def __repr__(self) -> str:
         return f"_BuildOnly({self.cls.__module__}.{self.cls.__qualname__})"
-
-
-def _forward_of(obj: Any, name: Any) -> Any:
-    """``getattr`` as a checkpoint may use it: a module class's or instance's ``forward``, nothing else."""
-    target = obj.cls if isinstance(obj, _BuildOnly) else obj
-    cls = target if isinstance(target, type) else type(target)
-    if name in _METHODS and issubclass(cls, nn.Module) and inspect.isfunction(inspect.getattr_static(cls, name, None)):
-        method = getattr(cls, name)  # the class's own, never one a saved instance dict put in its place
-        return method if target is cls else method.__get__(target, cls)
-    raise pickle.UnpicklingError(f"{_REFUSED}it asks for getattr({cls.__qualname__}, {name!r}), where a checkpoint "
-                                 f"may only name a module's {' or '.join(sorted(_METHODS))}")
 
 
 def _path(*parts: Any) -> pathlib.PurePath:
@@ -144,9 +139,7 @@ def allow_list(names: Iterable[str]) -> tuple[list[Any], list[str]]:
     entries: list[Any] = list(numpy_safe_globals())
     refused: list[str] = []
     for name in sorted(set(names)):
-        if name == _GETATTR:
-            entries.append((_forward_of, name))
-        elif name in _PATHS:
+        if name in _PATHS:
             entries.append((_path, name))
         elif (cls := _class(name)) is not None:
             entries.append((_BuildOnly(cls), name))
@@ -159,11 +152,27 @@ def _global_name(entry: Any) -> str:
     return entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
 
 
+@contextlib.contextmanager
+def _only(entries: list[Any]) -> Iterator[None]:
+    """torch's weights-only unpickler admitting its own safe set and ``entries``, and nothing that another
+    library registered process-wide (``add_safe_globals``: ultralytics' own restricted loader registers the
+    real classes, which the unpickler would then call). The registrations are put back afterwards."""
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        with torch.serialization.safe_globals(entries):
+            yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+
+
 def _referenced_globals(path: Path) -> list[str] | None:
     """The globals a ``torch.save`` zip checkpoint's pickle references beyond torch's own safe set (read
     from its opcodes; nothing is built), or None for a file that is not such an archive."""
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        with _only([]):
+            return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:  # ValueError (not a zip), RuntimeError / BadZipFile (a broken one), OSError
         return None
 
@@ -176,41 +185,41 @@ def _needs(path: Path, names: Iterable[str]) -> UnsafeCheckpointError:
 
 def check_yolo_checkpoint(path: str | Path) -> None:
     """Raise unless ``path`` is a ``torch.save`` zip checkpoint (what ultralytics writes) that loads through the
-    allow-list into a detector module: NotACheckpointError, or UnsafeCheckpointError when it needs more than
-    the list. Its globals are vetted from its opcodes before anything is built."""
+    allow-list into a detector module that passes the audit: NotACheckpointError, or UnsafeCheckpointError
+    when it needs or holds more than a checkpoint does. Its globals are vetted from its opcodes first."""
     path = Path(path)
-    if _referenced_globals(path) is None:
-        raise NotACheckpointError(path, "it is not a PyTorch checkpoint (a torch.save zip archive, as ultralytics "
-                                        "writes)")
     module_from_checkpoint(read_yolo_checkpoint(path), path)
 
 
 def read_yolo_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at ``path``, unpickled weights-only with the allow-list.
 
-    Raises UnsafeCheckpointError for a file that needs more than it admits (zip checkpoints are vetted from
-    their opcodes first; any other pickle is refused by the unpickler at the first such global), and
-    NotACheckpointError for a file that is not a readable checkpoint dict.
+    Raises NotACheckpointError for a file that is not a ``torch.save`` zip archive of a dict, and
+    UnsafeCheckpointError for one whose pickle needs a global beyond the allow-list (vetted from its opcodes,
+    before anything is built) or calls an admitted class.
     """
     path = Path(path)
     names = _referenced_globals(path)
-    entries, refused = allow_list(names or ())
+    if names is None:
+        raise NotACheckpointError(path, "it is not a PyTorch checkpoint (a torch.save zip archive, as ultralytics "
+                                        "writes)")
+    entries, refused = allow_list(names)
     if refused:
         raise _needs(path, refused)
     try:
-        with torch.serialization.safe_globals(entries), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ...": the error, if any, says enough
+        with _only(entries), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error, if any, says enough
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle and weights-only errors of every kind
         why = _unpickler_reason(e)
         needed = re.search(r"GLOBAL (\S+?)(?: was not| whose|$)", why)
-        if needed:
+        if needed:  # (a global the opcode scan missed: refused all the same)
             raise _needs(path, [needed.group(1)]) from e
-        if _REFUSED in why:  # a _BuildOnly, _forward_of or _path refusal
+        if _REFUSED in why:  # a _BuildOnly or _path refusal
             raise UnsafeCheckpointError(path, why.split(_REFUSED, 1)[1]) from e
         if "TorchScript" in why:
-            why = "a TorchScript archive: name it .torchscript"
-        raise NotACheckpointError(path, f"it is not a checkpoint ultralytics wrote ({why})") from e
+            why = "a TorchScript archive"
+        raise NotACheckpointError(path, f"it is not a checkpoint ultralytics wrote ({why[:200]})") from e
     if not isinstance(ckpt, dict):
         raise NotACheckpointError(path, f"it holds a {type(ckpt).__name__}, not an ultralytics checkpoint dict")
     return ckpt
@@ -223,26 +232,78 @@ def _unpickler_reason(error: Exception) -> str:
     text = re.sub(r"\s*Check the documentation of torch\.load.*$", "", text)
     text = text.removeprefix("Please file an issue with the following so that we can make `weights_only=True` "
                              "compatible with your use case: ").removeprefix("WeightsUnpickler error: ")
-    return text[:200] or type(error).__name__
+    return text or type(error).__name__
 
 
-def module_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
+def _audit(root: Any) -> str | None:
+    """What a real checkpoint never holds, found anywhere in the unpickled object ``root`` (None: nothing):
+    a stand-in (``_BuildOnly``: the file put the class itself where an instance belongs), a module whose
+    ``nn.Module.__init__`` state is missing, or a hook (code to run at inference)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (torch.Tensor, str, bytes, int, float, bool, type(None))):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _BuildOnly) or (isinstance(obj, type) and issubclass(obj, nn.Module)):
+            cls = obj.cls if isinstance(obj, _BuildOnly) else obj
+            return f"it puts the class {cls.__module__}.{cls.__qualname__} where a module belongs"
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, nn.Module):
+            state = vars(obj)
+            if not all(k in state for k in ("_modules", "_parameters", "_buffers")):
+                return f"it holds a {type(obj).__name__} that was never initialised"
+            hooks = [k for k, v in state.items() if "hooks" in k and v]
+            if hooks:
+                return f"it installs hooks ({', '.join(sorted(hooks))}) on a {type(obj).__name__}"
+            stack.extend(state.values())
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):  # (another class: torch's safe set)
+            stack.extend(vars(obj).values())
+    return None
+
+
+def _task_of(module: nn.Module) -> str:
+    """The ultralytics task of a model that gives boxes (detect, segment, pose, obb), by its class."""
+    from ultralytics.nn import tasks
+
+    for name, task in (("OBBModel", "obb"), ("PoseModel", "pose"), ("SegmentationModel", "segment")):
+        cls = getattr(tasks, name, None)
+        if cls is not None and isinstance(module, cls):
+            return task
+    return "detect"
+
+
+def module_from_checkpoint(ckpt: dict[str, Any], path: str | Path, *, audit: bool = True) -> nn.Module:
     """The detector module in ``ckpt`` (its ``ema``, else its ``model``), FP32, in eval mode, with the
-    attributes ultralytics' predictor reads (``task``, ``stride``, ``args``, ``pt_path``)."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-    from ultralytics.nn.tasks import guess_model_task
+    attributes ultralytics' predictor reads (``task`` from its class, ``stride``, ``args``).
 
+    Raises NotACheckpointError unless it is an ultralytics DetectionModel (segment, pose and OBB models are
+    ones; YOLO-World and YOLOE, whose text models load more files, are not taken), and, with ``audit``,
+    UnsafeCheckpointError for a checkpoint holding what no real one does (``_audit``)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.nn import tasks
+
+    path = Path(path)
     module = next((m for m in (ckpt.get("ema"), ckpt.get("model")) if isinstance(m, nn.Module)), None)
     if module is None:
-        raise NotACheckpointError(Path(path), "it holds no model (no 'model' or 'ema' module)")
+        raise NotACheckpointError(path, "it holds no model (no 'model' or 'ema' module)")
+    text_models = tuple(getattr(tasks, n) for n in ("WorldModel", "YOLOEModel") if hasattr(tasks, n))
+    if not isinstance(module, tasks.DetectionModel) or isinstance(module, text_models):
+        raise NotACheckpointError(path, f"its model is a {type(module).__name__}, not an ultralytics detector "
+                                        "(DetectionModel, or a segment, pose or OBB model)")
+    if audit and (found := _audit(ckpt)) is not None:
+        raise UnsafeCheckpointError(path, found)
     module = module.float()
-    train_args = ckpt.get("train_args")
-    task = train_args.get("task") if isinstance(train_args, dict) else None
-    # The file's training arguments are not carried over (a data-set path, a save folder): only the task.
-    module.args = {**DEFAULT_CFG_DICT, "task": task if isinstance(task, str) else guess_model_task(module)}
-    module.task = getattr(module, "task", None) or module.args["task"]
-    module.pt_path = str(path)
-    if not hasattr(module, "stride"):
+    task = _task_of(module)
+    module.args = {**DEFAULT_CFG_DICT, "task": task}  # the file's training arguments are not carried over
+    module.task = task
+    module.pt_path = _PRELOADED
+    if not isinstance(getattr(module, "stride", None), torch.Tensor):
         module.stride = torch.tensor([32.0])
     for m in module.modules():  # ultralytics' own load does the same
         if hasattr(m, "inplace"):
@@ -252,16 +313,34 @@ def module_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
     return module.eval()
 
 
-def load_yolo(path: str | Path, yolo_cls: type) -> Any:
-    """A ``yolo_cls`` (ultralytics' ``YOLO``) around the module of the checkpoint ``path``, read with
-    ``read_yolo_checkpoint``: ultralytics is given the module, never the file."""
-    path = Path(path)
-    module = module_from_checkpoint(read_yolo_checkpoint(path), path)
+def _wrap(module: nn.Module, yolo_cls: type) -> Any:
+    """A ``yolo_cls`` (ultralytics' ``YOLO``) around ``module``, named ``_PRELOADED``: ultralytics has no file
+    to load, and no name to build a model from."""
 
-    class _Loaded(yolo_cls):  # type: ignore[misc, valid-type]
-        def _load(self, weights: str, task: str | None = None) -> None:  # Model._load, minus torch.load
+    class PreloadedYOLO(yolo_cls):  # type: ignore[misc, valid-type]
+        def _load(self, weights: str, task: str | None = None) -> None:  # Model._load, minus the loading
             self.model, self.ckpt, self.task = module, {}, module.task
-            self.overrides = {"task": module.task, "model": weights}
-            self.ckpt_path = self.model_name = weights
+            self.overrides = {"task": module.task, "model": _PRELOADED}
+            self.ckpt_path = self.model_name = _PRELOADED
 
-    return _Loaded(str(path))
+        def _new(self, cfg: str, task: str | None = None, verbose: bool = False) -> None:
+            raise RuntimeError(f"ultralytics was asked to build a model from {cfg!r}")  # never: the name is fixed
+
+    return PreloadedYOLO(_PRELOADED)
+
+
+def load_yolo(path: str | Path, yolo_cls: type) -> Any:
+    """ultralytics' ``YOLO`` (``yolo_cls``) around the detector of the checkpoint ``path``, read with
+    ``read_yolo_checkpoint`` and audited: ultralytics is given the module, never the file."""
+    path = Path(path)
+    return _wrap(module_from_checkpoint(read_yolo_checkpoint(path), path), yolo_cls)
+
+
+def load_trusted(path: str | Path, yolo_cls: type) -> Any:
+    """``--trust-checkpoint``: the checkpoint ``path`` unpickled in full by ultralytics' own loader (ANY code
+    in it runs), then wrapped as ``load_yolo`` does. Only for a file the user named as trusted."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    path = Path(path)
+    ckpt, _ = torch_safe_load(str(path), safe_only=False)
+    return _wrap(module_from_checkpoint(ckpt, path, audit=False), yolo_cls)

@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import shlex
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,12 +31,13 @@ from click.testing import CliRunner, Result
 from conftest import ROOT
 
 from poseapp.cli import main
-from poseapp.detect import YoloDetector, detector_url
+from poseapp.detect import DetectorError, YoloDetector, detector_url
 from poseapp.results import Frame
 from poseapp.yolo_checkpoint import (
+    NotACheckpointError,
     UnsafeCheckpointError,
     _BuildOnly,
-    _forward_of,
+    _referenced_globals,
     allow_list,
     check_yolo_checkpoint,
     read_yolo_checkpoint,
@@ -127,16 +129,19 @@ def test_malicious_det_model_runs_nothing(kind, tmp_path, pose, offline_home):
     line = error_line(cli("--source", IMAGE, *pose, "--det-model", evil, "--out", tmp_path / "out"))
     assert not marker.exists()
     assert f"detector model {evil}" in line
-    if kind != "plain-pickle":  # (torch's unpickler stops at its protocol-4 framing before any global)
-        assert "refused" in line and f"--trust-checkpoint {evil}" in line
+    if kind.endswith("pickle"):  # not a torch.save zip: refused before any unpickling
+        assert "it is not a PyTorch checkpoint (a torch.save zip archive" in line
+    else:
+        assert "is refused" in line and f"--trust-checkpoint {evil}" in line
     assert not (tmp_path / "out").exists()  # nothing was written
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "calls-detectionmodel"])
 def test_trusting_the_file_by_name_unpickles_it_in_full(kind, tmp_path, pose, offline_home):
     """The same files with --trust-checkpoint FILE: ultralytics' own load runs the payload (then fails, for
     the file holds no model). This is what the flag's help and README warn of, and it shows each payload
-    above is live."""
+    above is live. (The DetectionModel payload stays inert even then: poseapp turns on ultralytics' own
+    ULTRALYTICS_SAFE_LOAD, under which its yaml parser evaluates no ``activation``.)"""
     marker = tmp_path / "MARKER"
     evil = write_evil(kind, tmp_path / "det.pt", marker)
     result = cli("--source", IMAGE, *pose, "--det-model", evil, "--trust-checkpoint", evil, "--out", tmp_path / "out")
@@ -231,7 +236,7 @@ def test_real_checkpoint_loads_weights_only_and_matches_ultralytics(name, yolo_c
     assert loads and all(kw.get("weights_only") is True for kw in loads), loads  # the detector path
     monkeypatch.setattr(torch, "load", real_load)
 
-    theirs = YOLO(str(path))  # ultralytics' own load of the same file (full unpickling: our own file)
+    theirs = YOLO(str(path))  # ultralytics' own load of the same file (its own restricted loader)
     x = torch.from_numpy(cv2.resize(image, (640, 640))[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         a, b = ours._model.model(x), theirs.model(x)
@@ -255,8 +260,6 @@ def test_real_checkpoint_gives_boxes_end_to_end(yolo_checkpoints, tmp_path, pose
 
 
 def test_a_model_yaml_is_refused(tmp_path, offline_home):
-    from poseapp.detect import DetectorError
-
     marker = tmp_path / "MARKER"
     yaml = tmp_path / "det.yaml"
     yaml.write_text(f"nc: 80\nactivation: __import__('os').system('touch {marker}')\nbackbone: []\nhead: []\n")
@@ -273,7 +276,7 @@ def test_non_checkpoints_are_one_line(tmp_path, offline_home):
         (tmp_path / name).write_bytes(body)
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "pose.pt")
     torch.save(torch.zeros(2), tmp_path / "tensor.pt")
-    expected = {"garbage.pt": "it is not a checkpoint ultralytics wrote", "image.pth": "it is not a checkpoint ultra",
+    expected = {"garbage.pt": "it is not a PyTorch checkpoint (a torch.save zip", "image.pth": "it is not a PyTorch c",
                 "pose.pt": "it holds no model (no 'model' or 'ema' module)", "tensor.pt": "it holds a Tensor"}
     for name, words in expected.items():
         with pytest.raises(CheckpointError, match=re.escape(words)) as e:
@@ -287,7 +290,7 @@ def test_non_checkpoints_are_one_line(tmp_path, offline_home):
 
 def test_allow_list_admits_what_real_checkpoints_need(yolo_checkpoints):
     for path in yolo_checkpoints.values():
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        names = _referenced_globals(path)
         assert any(n.startswith("ultralytics.nn.") for n in names) and any(n.startswith("torch.nn.") for n in names)
         entries, refused = allow_list(names)
         assert refused == []
@@ -313,7 +316,6 @@ def test_allow_list_refuses(name):
 
 
 def test_admitted_classes_are_built_never_called():
-    from ultralytics.nn.modules import Detect
     from ultralytics.nn.tasks import DetectionModel
 
     stand_in = allow_list(["ultralytics.nn.tasks.DetectionModel"])[0][-1][0]
@@ -322,11 +324,105 @@ def test_admitted_classes_are_built_never_called():
         stand_in({"backbone": [], "head": []})
     blank = stand_in.__new__(stand_in)  # NEWOBJ: no __init__, no yaml parsed
     assert type(blank) is DetectionModel and "_modules" not in vars(blank)
-    assert _forward_of(_BuildOnly(Detect), "forward") is Detect.forward
-    for target, attr in [(Detect, "__class__"), (Detect, "__init__"), (DetectionModel, "load"), (os, "system"),
-                         (DetectionModel, "_predict_once")]:
-        with pytest.raises(pickle.UnpicklingError):
-            _forward_of(target, attr)
+    assert allow_list(["builtins.getattr"])[1] == ["builtins.getattr"]  # no function of a class is reachable
+
+
+# --------------------------------------------------------------------------------------------------
+# What the review found: files that pass the unpickler but are not what a checkpoint is
+
+
+def _doctored(yolo_checkpoints, tmp_path, change) -> Path:
+    """yolov8n's checkpoint with ``change(ckpt)`` applied, saved as a new file."""
+    ckpt = read_yolo_checkpoint(yolo_checkpoints["yolov8n"])
+    change(ckpt)
+    path = tmp_path / "doctored.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("change, words, error", [
+    (lambda c: c.update(model=torch.nn.Sequential()), "its model is a Sequential, not an ultralytics detector",
+     NotACheckpointError),  # an empty Sequential is falsy: ultralytics would load its model by name instead
+    (lambda c: c.update(model=torch.nn.Conv2d(3, 3, 1)), "its model is a Conv2d", NotACheckpointError),
+    (lambda c: c["model"].model[0].register_forward_hook(torch.nn.Identity()), "it installs hooks (_forward_hooks)",
+     UnsafeCheckpointError),
+    (lambda c: c["model"].model[0]._modules.update(act=torch.nn.SiLU), "it puts the class torch.nn.modules.activation."
+     "SiLU where a module belongs", UnsafeCheckpointError),
+    (lambda c: c["model"].model[0]._modules.update(act=torch.nn.SiLU.__new__(torch.nn.SiLU)), "it holds a SiLU that was never initialised",
+     UnsafeCheckpointError),
+    (lambda c: c.update(extra=getattr), "it needs builtins.getattr", UnsafeCheckpointError),
+], ids=["empty-sequential", "conv2d", "forward-hook", "class-as-module", "blank-module", "getattr"])
+def test_checkpoints_holding_what_no_checkpoint_holds_are_refused(change, words, error, yolo_checkpoints, tmp_path):
+    path = _doctored(yolo_checkpoints, tmp_path, change)
+    with pytest.raises(error, match=re.escape(words)) as e:
+        check_yolo_checkpoint(path)
+    with pytest.raises(error, match=re.escape(words)):
+        YoloDetector(path)
+    assert "\n" not in str(e.value)
+
+
+def test_classes_registered_process_wide_by_another_library_do_not_count(tmp_path, monkeypatch):
+    """ultralytics' own restricted loader registers the real classes with add_safe_globals for the process;
+    poseapp's load sets them aside, so the real DetectionModel is still never called."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    marker = tmp_path / "MARKER"
+    evil = write_evil("calls-detectionmodel", tmp_path / "det.pt", marker)
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([DetectionModel])
+    try:
+        with pytest.raises(UnsafeCheckpointError, match="it calls ultralytics.nn.tasks.DetectionModel with"):
+            read_yolo_checkpoint(evil)
+        assert DetectionModel in torch.serialization.get_safe_globals()  # put back
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+    assert not marker.exists()
+
+
+def test_a_legacy_torch_save_file_is_not_a_checkpoint(yolo_checkpoints, tmp_path):
+    ckpt = read_yolo_checkpoint(yolo_checkpoints["yolov8n"])
+    torch.save(ckpt, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(NotACheckpointError, match=re.escape("it is not a PyTorch checkpoint (a torch.save zip")):
+        YoloDetector(tmp_path / "legacy.pt")
+
+
+@pytest.mark.parametrize("name, words", [
+    ("yolo11n", "is a folder but not an OpenVINO export"),  # ultralytics would open yolo11n.pt beside it
+    ("evil.pt ", "is a folder but not an OpenVINO export"),  # ... evil.pt (it strips names)
+    ("e'vil.pt", "is a folder but not an OpenVINO export"),  # ... evil.pt (it drops quotes)
+    ("yolov5n.pt", "is a folder but not an OpenVINO export"),  # ... yolov5nu.pt (its yolov5u renaming)
+    ("evil.yaml ", "is a folder but not an OpenVINO export"),
+    ("x'_openvino_model", "ultralytics would not open this name as it stands"),
+    ("x_openvino_model ", "is a folder but not an OpenVINO export"),
+])
+def test_folders_ultralytics_would_open_something_else_for_are_refused(name, words, tmp_path, yolo_checkpoints):
+    marker = tmp_path / "MARKER"
+    for sibling in ("yolo11n.pt", "evil.pt", "yolov5nu.pt", "evil.yaml"):  # what ultralytics would open instead
+        write_evil("torch-zip", tmp_path / sibling, marker)
+    (tmp_path / name).mkdir()
+    with pytest.raises(DetectorError, match=re.escape(words)):
+        YoloDetector(tmp_path / name)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_named_like_a_yaml_is_read_as_a_checkpoint(yolo_checkpoints, tmp_path):
+    """``evil.yaml `` (a trailing space) holding a real checkpoint, beside an ``evil.yaml`` whose activation
+    would run: ultralytics is handed the module under an inert name, never this name to strip and build."""
+    marker = tmp_path / "MARKER"
+    (tmp_path / "evil.yaml").write_text(f"nc: 80\nactivation: __import__('os').system('touch {marker}')\n"
+                                        "backbone: [[-1, 1, Conv, [16, 3, 2]]]\nhead: []\n")
+    shutil.copyfile(yolo_checkpoints["yolov8n"], tmp_path / "evil.yaml ")
+    detector = YoloDetector(tmp_path / "evil.yaml ", conf=1e-4, classes=None)
+    assert len(detector([Frame(cv2.imread(str(IMAGE)), "a.jpg")])[0]) > 0 and not marker.exists()
+
+
+@pytest.mark.parametrize("suffix", [".torchscript", ".engine", ".tflite", "_saved_model"])
+def test_formats_poseapp_does_not_vet_need_trust(suffix, tmp_path):
+    path = tmp_path / f"det{suffix}"
+    path.mkdir() if suffix.startswith("_") else path.write_bytes(b"x" * 100)
+    with pytest.raises(DetectorError, match="a format poseapp does not vet .* or --trust-checkpoint"):
+        YoloDetector(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,3 +458,18 @@ def test_no_unpickling_without_weights_only_in_the_project():
     # the check itself sees what it is for
     assert _unsafe_loads(ast.parse("torch.load(p)\npickle.loads(b)\nnp.load(f)\ntorch.load(p, weights_only=True)"))\
         == ["torch.load(p)", "pickle.loads(b)", "np.load(f)"]
+
+
+def test_ultralytics_own_restricted_loading_is_on(monkeypatch):
+    """The second line: whatever the user set, ultralytics runs with ULTRALYTICS_SAFE_LOAD, so should it open
+    a checkpoint itself, that is weights-only, and a yaml's activation is not evaluated."""
+    from ultralytics.nn import tasks
+
+    from poseapp.detect import _import_yolo
+
+    monkeypatch.setenv("ULTRALYTICS_SAFE_LOAD", "0")
+    monkeypatch.setattr(tasks, "SAFE_LOAD", False)  # as if ultralytics had been imported before poseapp
+    _import_yolo()
+    assert tasks.SAFE_LOAD is True and tasks._SafeLoad.restricted()
+    with pytest.raises(TypeError, match="unsupported activation"):
+        tasks._SafeLoad.activation("__import__('os').system('true')")
