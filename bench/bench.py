@@ -233,7 +233,7 @@ def time_model_only(estimator, crops, batch_sizes: list[int], seconds: float, wa
 
 def time_end_to_end(estimator, detector, video: Path, max_frames: int | None, clock: Clock) -> dict[str, float]:
     """Run the real pipeline over ``video`` with drawing and no file output; totals and per-stage seconds."""
-    from poseapp.draw import draw
+    from poseapp.drawing import draw
     from poseapp.pipeline import Pipeline
     from poseapp.sources import open_source
 

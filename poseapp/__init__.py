@@ -19,7 +19,7 @@ _EXPORTS = {
     "Pipeline": "poseapp.pipeline",
     "TopDownEstimator": "poseapp.estimator",
     "open_source": "poseapp.sources",
-    "draw": "poseapp.draw",
+    "draw": "poseapp.drawing",
     "get_keypoint_set": "poseapp.keypoints",
     "KeypointSet": "poseapp.keypoints",
     "Frame": "poseapp.results",
@@ -32,6 +32,8 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+# No exported name is also a submodule's name: once ``poseapp.X`` is imported, the package attribute ``X`` is
+# that module, and ``from poseapp import X`` would return it (tests/test_readme.py checks every import order).
 
 
 def __getattr__(name: str) -> Any:

@@ -445,7 +445,7 @@ def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any], stats
     """Stream frames through the pipeline into the sinks, counting into ``stats`` for the summary."""
     from tqdm import tqdm
 
-    from poseapp.draw import draw
+    from poseapp.drawing import draw
     from poseapp.outputs import keypoints_output_name
     from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter, video_output_name
 

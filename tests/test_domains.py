@@ -110,7 +110,7 @@ def test_drawing_uses_the_keypoint_set(domain_run):
     """The saved image is exactly ``draw`` of the saved keypoints and boxes with the model's keypoint set
     (its links, colours and radius; encoded as the writer encodes it), and every image with an instance
     shows it."""
-    from poseapp.draw import draw
+    from poseapp.drawing import draw
     from poseapp.estimator import output_keypoint_set
     from poseapp.results import Poses
     from poseapp.zoo import get_recipe

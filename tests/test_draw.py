@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, needs_shared
-from poseapp.draw import default_radius, draw
+from poseapp.drawing import default_radius, draw
 from poseapp.keypoints import get_keypoint_set
 from poseapp.results import Poses
 
