@@ -284,7 +284,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "load_avg_start": _loadavg(),
         "cpu_pressure_start": _cpu_pressure(),
     }
-    try:  # the version without importing it: poseapp.detect sets ultralytics' quiet/offline env first
+    try:  # the version without importing it: poseapp.boxes.yolo sets ultralytics' quiet/offline env first
         info["ultralytics"] = importlib.metadata.version("ultralytics")
     except importlib.metadata.PackageNotFoundError:
         info["ultralytics"] = None
@@ -448,7 +448,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import torch
 
     from poseapp.api import create_model, resolve_device
-    from poseapp.detect import YoloDetector
+    from poseapp.boxes import YoloDetector
 
     device = resolve_device(args.device)
     clock = Clock(device)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from poseapp.api import create_model, resolve_device
-    from poseapp.detect import YoloDetector
+    from poseapp.boxes import YoloDetector
     from poseapp.estimator import make_crops
     from poseapp.results import Frame
 

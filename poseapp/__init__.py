@@ -2,9 +2,10 @@
 
 Public API (heavy modules load on first use, so ``import poseapp`` is instant)::
 
-    from poseapp import create_model, Pipeline, open_source, draw
+    from poseapp import create_model, create_detector, Pipeline, open_source, draw
     estimator = create_model("hrnet-w32_coco-256x192")     # zoo name or checkpoint path
     keypoints, scores = estimator([image], [boxes_xyxy])[0]
+    pipeline = Pipeline(estimator, create_detector(estimator))  # the model's default boxes (person here)
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "create_model": "poseapp.api",
+    "create_detector": "poseapp.boxes",
     "list_models": "poseapp.api",
     "Pipeline": "poseapp.pipeline",
     "TopDownEstimator": "poseapp.estimator",

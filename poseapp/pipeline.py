@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 from poseapp.results import Detections, Frame, FrameResult, Poses
 
 if TYPE_CHECKING:
-    from poseapp.detect import Detector
+    from poseapp.boxes import Detector
     from poseapp.estimator import TopDownEstimator
 
 
@@ -16,12 +16,12 @@ class Pipeline:
 
     ``Pipeline(estimator, detector)(frames)`` yields one FrameResult per frame, lazily, in order.
     ``detector`` is any callable ``(frames) -> list[Detections]`` (YOLO, whole frame, a boxes file, face boxes
-    from a person model: see poseapp.detect).
+    from a person model: see poseapp.boxes).
 
     Example::
 
         from poseapp import Pipeline, create_model, open_source
-        from poseapp.detect import YoloDetector
+        from poseapp.boxes import YoloDetector
         pipe = Pipeline(create_model("hrnet-w32_coco-256x192"), YoloDetector("yolo11n.pt"))
         with open_source("photos/") as frames:
             for result in pipe(frames):

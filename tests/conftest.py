@@ -101,7 +101,7 @@ def yolo_checkpoints(tmp_path_factory) -> dict[str, Path]:
     the default --det-conf; 1e-4 gives boxes."""
     import torch
 
-    from poseapp.detect import _import_yolo
+    from poseapp.boxes.yolo import _import_yolo
 
     yolo = _import_yolo()  # ultralytics offline and quiet
     folder = tmp_path_factory.mktemp("yolo")

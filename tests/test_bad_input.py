@@ -810,7 +810,7 @@ def run_case(case: Case, tmp: Path, mp: pytest.MonkeyPatch, ckpt: Path) -> Run:
     args = [str(a) for a in case.build(t)]
     if not case.model:
         import poseapp.api
-        import poseapp.detect
+        import poseapp.boxes.yolo
 
         def refuse(what):
             def fail(*a, **kw):
@@ -819,7 +819,7 @@ def run_case(case: Case, tmp: Path, mp: pytest.MonkeyPatch, ckpt: Path) -> Run:
             return fail
 
         mp.setattr(poseapp.api, "create_model", refuse("pose model"))
-        mp.setattr(poseapp.detect, "YoloDetector", refuse("detector"))
+        mp.setattr(poseapp.boxes.yolo, "YoloDetector", refuse("detector"))
     before = snapshot(tmp)
     handler = _Collect()
     logging.getLogger().addHandler(handler)

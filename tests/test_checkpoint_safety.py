@@ -31,9 +31,9 @@ from click.testing import CliRunner, Result
 from conftest import ROOT
 
 from poseapp.cli import main
-from poseapp.detect import DetectorError, YoloDetector, detector_url
+from poseapp.boxes import DetectorError, YoloDetector, detector_url
 from poseapp.results import Frame
-from poseapp.yolo_checkpoint import (
+from poseapp.boxes.yolo_checkpoint import (
     NotACheckpointError,
     UnsafeCheckpointError,
     _BuildOnly,
@@ -199,11 +199,11 @@ def test_malicious_download_through_the_mirror_runs_nothing_and_is_deleted(kind,
 def test_a_pinned_digest_is_checked_before_the_allow_list(tmp_path, mirror, monkeypatch, yolo_checkpoints):
     """Where a detector's publisher gives a sha256, it is pinned and checked: a real checkpoint that is not
     the pinned file is deleted all the same."""
-    import poseapp.detect
+    import poseapp.boxes.yolo
 
     server, home, asset = mirror
     server.files[asset] = yolo_checkpoints["yolo11n"].read_bytes()
-    monkeypatch.setitem(poseapp.detect._DETECTOR_SHA256, "yolo11n.pt", "00000000")
+    monkeypatch.setitem(poseapp.boxes.yolo._DETECTOR_SHA256, "yolo11n.pt", "00000000")
     assert "sha256 mismatch" in error_line(cli("fetch", "yolo11n.pt"), code=1)
     assert list(home.iterdir()) == []
     assert "(sha256 00000000...)" in cli("fetch", "yolo11n.pt", "--dry-run").output
@@ -465,7 +465,7 @@ def test_ultralytics_own_restricted_loading_is_on(monkeypatch):
     a checkpoint itself, that is weights-only, and a yaml's activation is not evaluated."""
     from ultralytics.nn import tasks
 
-    from poseapp.detect import _import_yolo
+    from poseapp.boxes.yolo import _import_yolo
 
     monkeypatch.setenv("ULTRALYTICS_SAFE_LOAD", "0")
     monkeypatch.setattr(tasks, "SAFE_LOAD", False)  # as if ultralytics had been imported before poseapp

@@ -1,6 +1,6 @@
 """The command line on bad input and options: one-line message, exit code, and nothing else lost.
 
-Exit codes (poseapp/cli.py): 0 all good, 1 some inputs failed (the rest processed and saved, the
+Exit codes (poseapp/cli/): 0 all good, 1 some inputs failed (the rest processed and saved, the
 summary lists them), 2 a usage or input error (one line starting with ``error:``, a traceback only
 with --verbose). Runs that need a pose model use the HRNet-W32 COCO parity checkpoint, --no-flip, and
 the whole frame (``--det-model none``) or a boxes file as boxes, so each costs a crop or two.
@@ -297,7 +297,7 @@ DEFAULT_CLASSES = {  # the rule: people -> person, animals with COCO classes -> 
 
 def predict_opts(*args) -> dict:
     """predict's options as click hands them to the command (its defaults, then ``args``)."""
-    from poseapp.cli import predict
+    from poseapp.cli.predict import predict
 
     return predict.make_context("predict", ["--source", "x.jpg", *map(str, args)]).params
 
@@ -326,15 +326,15 @@ class FakeYolo:
 
 @pytest.fixture
 def fake_yolo(monkeypatch):
-    import poseapp.detect
+    import poseapp.boxes.yolo
 
-    monkeypatch.setattr(poseapp.detect, "YoloDetector", FakeYolo)
+    monkeypatch.setattr(poseapp.boxes.yolo, "YoloDetector", FakeYolo)
 
 
 @pytest.mark.parametrize("dataset", sorted(DEFAULT_CLASSES))
 def test_each_data_set_gets_its_default_boxes(dataset, fake_yolo):
-    from poseapp.cli import DEFAULT_DET_MODEL, _build_detector
-    from poseapp.detect import WholeFrameDetector
+    from poseapp.cli.predict import DEFAULT_DET_MODEL, _build_detector
+    from poseapp.boxes import WholeFrameDetector
 
     detector = _build_detector(predict_opts(), recipe_of(dataset), "cpu")
     if DEFAULT_CLASSES[dataset] is None:
@@ -345,8 +345,8 @@ def test_each_data_set_gets_its_default_boxes(dataset, fake_yolo):
 
 
 def test_every_zoo_model_gets_its_data_sets_boxes(fake_yolo):
-    from poseapp.cli import _build_detector
-    from poseapp.detect import WholeFrameDetector, box_rule_for
+    from poseapp.cli.predict import _build_detector
+    from poseapp.boxes import WholeFrameDetector, box_rule_for
     from poseapp.zoo import list_recipes
 
     for recipe in list_recipes():
@@ -359,8 +359,8 @@ def test_every_zoo_model_gets_its_data_sets_boxes(fake_yolo):
 
 
 def test_options_override_the_default_boxes(tmp_path, fake_yolo):
-    from poseapp.cli import _build_detector
-    from poseapp.detect import BoxesFile, WholeFrameDetector
+    from poseapp.cli.predict import _build_detector
+    from poseapp.boxes import BoxesFile, WholeFrameDetector
 
     boxes = tmp_path / "boxes.json"
     boxes.write_text("[]")
@@ -379,8 +379,8 @@ def test_options_override_the_default_boxes(tmp_path, fake_yolo):
 def test_face_from_builds_the_person_model_on_person_boxes(monkeypatch, fake_yolo):
     """--face-from: YOLO keeps persons, the named model (mocked) finds their heads, FaceFromPose makes the boxes."""
     import poseapp.api
-    from poseapp.cli import _build_detector
-    from poseapp.detect import FaceFromPose, WholeFrameDetector
+    from poseapp.cli.predict import _build_detector
+    from poseapp.boxes import FaceFromPose, WholeFrameDetector
     from poseapp.keypoints import get_keypoint_set
 
     calls = []
@@ -625,7 +625,7 @@ def test_models_lists_the_zoo():
 
 
 def test_models_boxes_column_is_each_data_sets_default():
-    from poseapp.detect import box_rule_for
+    from poseapp.boxes import box_rule_for
     from poseapp.zoo import list_recipes
 
     result = cli("models")
@@ -676,7 +676,7 @@ def test_help_is_instant_and_imports_nothing_heavy():
 
 
 def test_predict_help_says_each_data_sets_default_boxes():
-    from poseapp.detect import box_rules
+    from poseapp.boxes import box_rules
 
     result = cli("predict", "--help")
     assert result.exit_code == 0

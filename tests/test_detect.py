@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import DATA, DETECTOR, ROOT, load_fixture, needs_shared
 
-from poseapp.detect import (
+from poseapp.boxes import (
     COCO_HEAD,
     BoxesFile,
     DetectorError,
@@ -131,7 +131,7 @@ def test_yolo_is_offline_and_quiet_in_a_fresh_process():
                 events.append([name, repr(args)[:200]])
         sys.addaudithook(hook)
         import cv2
-        from poseapp.detect import YoloDetector
+        from poseapp.boxes import YoloDetector
         from poseapp.results import Frame
         det = YoloDetector({str(DETECTOR)!r})
         (d,) = det([Frame(cv2.imread({str(COCO / '000000000785.jpg')!r}), "785.jpg")])
@@ -175,7 +175,7 @@ def test_known_name_is_fetched_into_the_poseapp_cache(tmp_path, monkeypatch, fil
     """A bare known name not yet cached is downloaded there first (through POSEAPP_MIRROR: a local server)."""
     from urllib.parse import urlsplit
 
-    from poseapp.detect import _resolve_model, detector_url
+    from poseapp.boxes.yolo import _resolve_model, detector_url
 
     monkeypatch.setenv("POSEAPP_HOME", str(tmp_path))
     monkeypatch.setenv("POSEAPP_MIRROR", file_server.base)
@@ -192,7 +192,7 @@ def test_known_name_is_fetched_into_the_poseapp_cache(tmp_path, monkeypatch, fil
 
 
 def test_importing_detect_is_light():
-    code = "import sys, poseapp.detect; print(sorted(m for m in ('torch', 'ultralytics', 'cv2') if m in sys.modules))"
+    code = "import sys, poseapp.boxes; print(sorted(m for m in ('torch', 'ultralytics', 'cv2') if m in sys.modules))"
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "[]", run.stderr
 
@@ -607,3 +607,35 @@ def test_face_from_pose_on_wflw_images_with_the_real_detector(yolo, person_model
         assert (faces.boxes[:, 2:] > faces.boxes[:, :2]).all()
         total += len(faces)
     assert total >= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# create_detector: a model's default boxes through the Python API
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_create_detector_gives_each_data_set_its_default_boxes():
+    """What predict gives, from the public API: AP-10K the COCO animal classes, WFLW and Locust the whole
+    frame, COCO people; the overrides as predict's."""
+    from poseapp import create_detector
+    from poseapp.zoo import get_recipe
+
+    ap10k = create_detector("hrnet-w32_ap10k-256x256", det_model=DETECTOR)
+    assert isinstance(ap10k, YoloDetector) and ap10k._kwargs["classes"] == list(range(14, 24))
+    assert isinstance(create_detector("res50-deeppose_wflw-256x256", det_model=DETECTOR), WholeFrameDetector)
+    assert isinstance(create_detector(get_recipe("res50_locust-160x160"), det_model=DETECTOR), WholeFrameDetector)
+    coco = create_detector(get_recipe("hrnet-w32_coco-256x192"), det_model=DETECTOR, classes=["dog", "person"])
+    assert coco._kwargs["classes"] == [16, 0]
+    assert isinstance(create_detector("hrnet-w32_coco-256x192", det_model=None), WholeFrameDetector)
+    assert isinstance(create_detector("hrnet-w32_coco-256x192", boxes_file=DET_FILE), BoxesFile)
+
+
+def test_create_detector_names_its_own_arguments_in_errors():
+    from poseapp import create_detector
+    from poseapp.errors import PoseAppError
+
+    with pytest.raises(PoseAppError, match="^classes needs a detector: drop det_model none, or drop classes$"):
+        create_detector("hrnet-w32_coco-256x192", det_model="none", classes=["dog"])
+    with pytest.raises(PoseAppError, match="^face_from makes face boxes for a face model"):
+        create_detector("hrnet-w32_coco-256x192", face_from="res50_coco-256x192")

@@ -86,7 +86,7 @@ def test_json_names_the_keypoint_set(domain_run):
 
 def test_boxes_follow_the_domain(domain_run):
     """Person/animal data sets get the detector's boxes of those classes; the others the whole frame."""
-    from poseapp.detect import YoloDetector
+    from poseapp.boxes import YoloDetector
     from poseapp.results import Frame
 
     classes = _expected_classes(domain_run["boxes"])

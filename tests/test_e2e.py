@@ -304,7 +304,7 @@ def test_txt_list_and_glob_agree(sequence_runs):
 def test_python_api_matches_cli(ckpt, coco_run):
     """Pipeline(create_model(...), YoloDetector(...)) over open_source(folder): one FrameResult per image,
     indexable and serialisable, with the keypoints the CLI saved for the same images."""
-    from poseapp.detect import YoloDetector
+    from poseapp.boxes import YoloDetector
     from poseapp.pipeline import Pipeline
     from poseapp.results import Person
     from poseapp.sources import open_source

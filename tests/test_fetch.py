@@ -145,7 +145,7 @@ def test_detector_names_are_fetched_from_ultralytics_release(mirror, tmp_path, y
     ultralytics checkpoint, so the allow-list passes it. What it refuses: tests/test_checkpoint_safety.py."""
     from ultralytics.utils.downloads import GITHUB_ASSETS_REPO
 
-    from poseapp.detect import detector_url
+    from poseapp.boxes import detector_url
 
     url = detector_url("yolo11n.pt")
     assert url.startswith(f"{mirror.base}/pfx/{GITHUB_ASSETS_REPO}/releases/download/") and url.endswith("/yolo11n.pt")

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA, needs_shared
-from poseapp.detect import BoxesFile, DetectorError
+from poseapp.boxes import BoxesFile, DetectorError
 from poseapp.errors import PoseAppError, SourceError
 from poseapp.evaluation.datasets import DatasetError
 from poseapp.evaluation.runner import read_predictions

@@ -132,7 +132,7 @@ def infer_args(command: str) -> list[str]:
 def readme_world(tmp_path, monkeypatch, make_checkpoint, capsys):
     """A scratch folder as cwd holding README's example inputs, a weights cache holding its models, offline;
     returns the substitutions made, printed one per line."""
-    import poseapp.detect
+    import poseapp.boxes.yolo
     from poseapp import zoo
 
     made: list[str] = []
@@ -147,12 +147,12 @@ def readme_world(tmp_path, monkeypatch, make_checkpoint, capsys):
         made.append(f"{name}: ../shared/parity/manifests/{manifest}.1x.json rebuilt as {path.name} (sha256 {digest}, "
                     f"not {recipe.sha256_prefix})")
 
-    real_fetch = poseapp.detect.fetch_detector
+    real_fetch = poseapp.boxes.yolo.fetch_detector
 
     def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
         return DETECTOR if name == _DETECTOR_NAME else real_fetch(name, cache=cache)
 
-    monkeypatch.setattr(poseapp.detect, "fetch_detector", fetch_detector)
+    monkeypatch.setattr(poseapp.boxes.yolo, "fetch_detector", fetch_detector)
     made.append(f"{_DETECTOR_NAME}: {DETECTOR.relative_to(ROOT.parent)} (trained YOLOv8n, int8 ONNX)")
 
     scratch = tmp_path / "scratch"

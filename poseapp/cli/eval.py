@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from poseapp.cli.common import configure_logging, fail, go_offline
+
 
 _FLAGS = ("--model", "--arch")  # what eval calls predict's --pose-model/--pose-arch
 
@@ -60,16 +62,14 @@ def eval_command(**opts: Any) -> None:
     COCO-style AP/AR (OKS with the data set's sigmas, instance rescoring, OKS-NMS; pycocotools), PCK@0.2,
     AUC and EPE, PCK@0.05 (Animal Kingdom), PCKh@0.5 and @0.1 (MPII), NME (WFLW).
     """
-    from poseapp.cli import _configure_logging, _fail
-    from poseapp.cli_zoo import go_offline
     from poseapp.errors import PoseAppError
 
-    _configure_logging(opts["verbose"])
+    configure_logging(opts["verbose"])
     go_offline(opts["offline"])
     try:
         _eval(opts)
     except PoseAppError as e:
-        _fail(str(e), opts["verbose"])
+        fail(str(e), opts["verbose"])
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

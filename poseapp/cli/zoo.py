@@ -1,12 +1,11 @@
 """The zoo's commands: ``python infer.py models [info NAME]`` and ``python infer.py fetch NAME...``.
 
 Parsing, printing and exit codes only (like poseapp.cli): the table is poseapp.zoo, downloads are
-poseapp.hub; detector weights (ultralytics' release assets) are vetted by poseapp.detect.fetch_detector.
+poseapp.hub; detector weights (ultralytics' release assets) are vetted by poseapp.boxes.yolo.fetch_detector.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -14,13 +13,9 @@ from typing import Any, Iterable
 
 import click
 
+from poseapp.cli.common import configure_logging, fail, go_offline
+
 FAMILIES = ("heatmap", "regression", "rle", "simcc", "rtmpose", "simdr")
-
-
-def go_offline(offline: bool) -> None:
-    """``--offline``: the same as POSEAPP_OFFLINE=1 for this process (poseapp.hub and the detector read it)."""
-    if offline:
-        os.environ["POSEAPP_OFFLINE"] = "1"
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -43,13 +38,12 @@ def models(ctx: click.Context, dataset: str | None, family: str | None, search: 
     """
     if ctx.invoked_subcommand is not None:
         return
-    from poseapp.cli import _fail
     from poseapp.errors import PoseAppError
 
     try:
         rows = _listed(dataset, family, search)
     except PoseAppError as e:
-        _fail(str(e), False)
+        fail(str(e), False)
     table = [("name", "dataset", "family", "backbone", "input", "metric", "boxes")]
     for entry in rows:
         table.append(_row(entry))
@@ -106,12 +100,12 @@ def _hxw(size: tuple[int, int]) -> str:
 
 
 def _boxes(dataset: str) -> str:
-    from poseapp.detect import box_rule_for
+    from poseapp.boxes import box_rule_for
     from poseapp.errors import UnknownNameError
 
     try:
         return box_rule_for(dataset).summary
-    except UnknownNameError:  # a data set poseapp.detect's table lacks
+    except UnknownNameError:  # a data set poseapp.boxes' table lacks
         return "?"
 
 
@@ -120,7 +114,6 @@ def _boxes(dataset: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the recipe as JSON.")
 def info(name: str, as_json: bool) -> None:
     """Everything about one model: recipe, checkpoint URL, hash, licence, metrics, and whether it is downloaded."""
-    from poseapp.cli import _fail
     from poseapp.errors import PoseAppError
     from poseapp.zoo import get_entry
 
@@ -128,7 +121,7 @@ def info(name: str, as_json: bool) -> None:
         entry = get_entry(name)
         weights = None if _unavailable(entry) else _weights_state(entry)
     except PoseAppError as e:
-        _fail(str(e), False)
+        fail(str(e), False)
     if as_json:
         doc = asdict(entry)
         if weights is not None:
@@ -236,17 +229,16 @@ def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: 
     already there and verified is not downloaded again. Exit code 1 if some downloads failed (the others
     are kept), 2 for an unknown name.
     """
-    from poseapp.cli import _configure_logging, _fail
     from poseapp.errors import PoseAppError
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     go_offline(offline)
     try:
         if not (names or fetch_all or dataset):
             raise PoseAppError("name the models to fetch (python infer.py models), or pass --all or --dataset NAME")
         jobs = _fetch_jobs(names, fetch_all, dataset)
     except PoseAppError as e:
-        _fail(str(e), verbose)
+        fail(str(e), verbose)
     cache = Path(folder).expanduser() if folder else None
     failed: list[tuple[str, str]] = []
     for name, recipe in jobs:
@@ -277,7 +269,7 @@ def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: 
 def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> list[tuple[str, Any]]:
     """(name, Recipe or None for a detector) per download, in order, without duplicates. Every name is
     checked before anything is downloaded."""
-    from poseapp.detect import is_detector_name
+    from poseapp.boxes import is_detector_name
     from poseapp.errors import PoseAppError, suggest
     from poseapp.zoo import get_entry, get_recipe, list_recipes
 
@@ -305,7 +297,7 @@ def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> l
 
 def _fetch_one(name: str, recipe, cache: Path | None) -> Path:
     from poseapp.api import fetch_weights
-    from poseapp.detect import fetch_detector
+    from poseapp.boxes import fetch_detector
 
     if recipe is None:
         return fetch_detector(name, cache=cache)
@@ -314,7 +306,7 @@ def _fetch_one(name: str, recipe, cache: Path | None) -> Path:
 
 def _dry_run_line(name: str, recipe, cache: Path | None) -> str:
     from poseapp import hub
-    from poseapp.detect import detector_url
+    from poseapp.boxes import detector_url
 
     folder = cache if cache is not None else hub.cache_dir()
     if recipe is None:
@@ -328,7 +320,7 @@ def _dry_run_line(name: str, recipe, cache: Path | None) -> str:
     if there:
         return f"{name}: already in {path} (nothing to do)"
     if recipe is None:
-        from poseapp.detect import detector_sha256
+        from poseapp.boxes.yolo import detector_sha256
 
         digest = detector_sha256(name)
         check = f"sha256 {digest}..." if digest else "no published hash: vetted by the checkpoint allow-list"

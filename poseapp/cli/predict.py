@@ -1,104 +1,20 @@
-"""Command line: parsing and wiring only. ``python infer.py --source X`` runs ``predict``.
-
-Only this module prints, draws progress bars and chooses exit codes: 0 all good, 1 some inputs failed
-(listed in the summary, the rest processed), 2 a usage or input error (one line, no traceback unless
---verbose), 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: a signal ends a run as Ctrl-C does,
-with what was processed saved and the summary printed.
-"""
+"""``predict``: any source through the detector and the pose model to annotated media and keypoint files."""
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 import time
-import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import click
 
-from poseapp import __version__
+from poseapp.cli.common import Finite, configure_logging, fail, go_offline, warn
 
 DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
 DEFAULT_DET_MODEL = "yolo11n.pt"
-
-
-class Finite(click.FloatRange):
-    """A float option that must be a finite number (click's FloatRange lets nan through any range)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import math
-
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
-
-    def _describe_range(self) -> str:
-        return "finite" if self.min is None and self.max is None else super()._describe_range()
-
-
-class DefaultGroup(click.Group):
-    """A click group that runs ``predict`` when the first argument is not a sub-command."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            args = ["predict", *args]
-        return super().parse_args(ctx, args)
-
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        """As click's, except that a usage error (a bad option value, an unknown option, a missing
-        --source) is one ``error:`` line naming the option and where help is, exit 2."""
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        no_args_help = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except no_args_help as e:  # `python infer.py` alone: the help, as click shows it
-            e.show()
-            sys.exit(e.exit_code)
-        except click.UsageError as e:
-            words = e.ctx.command_path.split()[1:] if e.ctx is not None else []
-            message = " ".join(e.format_message().split())
-            click.secho(f"error: {message} (see python infer.py {' '.join([*words, '--help'])})", fg="red",
-                        err=True)
-            sys.exit(e.exit_code)
-        except click.ClickException as e:
-            click.secho(f"error: {' '.join(e.format_message().split())}", fg="red", err=True)
-            sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            click.echo("aborted", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def _fail(message: str, verbose: bool, code: int = 2) -> None:
-    if verbose:
-        traceback.print_exc()
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="poseapp")
-def main() -> None:
-    """Top-down pose estimation: YOLO finds people or animals, a pose model finds their keypoints.
-
-    \b
-      python infer.py --source photo.jpg              annotated photo in runs/predict/
-      python infer.py --source photos/ --json         a folder, keypoints in predictions.json
-      python infer.py --source clip.mp4               annotated video + JSON Lines per frame
-      python infer.py --source webcam:0 --show        webcam in a live window (q quits)
-      python infer.py models                          the model zoo (models info NAME: one model)
-      python infer.py fetch hrnet-w32_coco-256x192    download weights (for offline use)
-      python infer.py eval --model NAME --ann A.json  the published metric on an annotated data set
-
-    Without a sub-command the arguments go to `predict` (python infer.py predict --help).
-    """
-
 
 # ----------------------------------------------------------------------------------------- predict
 
@@ -114,12 +30,12 @@ _BOX_OPTIONS = ("--det-classes NAMES picks the detector classes for any model, -
 
 
 class PredictCommand(click.Command):
-    """``predict``; its --help ends with each data set's default boxes, read from poseapp.detect's table."""
+    """``predict``; its --help ends with each data set's default boxes, read from poseapp.boxes' table."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         import textwrap
 
-        from poseapp.detect import box_rules
+        from poseapp.boxes import box_rules
 
         groups: dict[str, list[str]] = {}
         for rule in box_rules().values():
@@ -137,7 +53,7 @@ class PredictCommand(click.Command):
         super().format_epilog(ctx, formatter)
 
 
-@main.command(cls=PredictCommand)
+@click.command(cls=PredictCommand)
 @click.option("--source", "-s", required=True, help="Image, folder, glob, .txt list, video (an animated GIF is one), "
               "webcam:N (or a bare index), image URL or stream URL. An existing path always wins.")
 @click.option("--pose-model", "-m", default=DEFAULT_POSE_MODEL, show_default=True,
@@ -200,8 +116,7 @@ def predict(**opts: Any) -> None:
     weights cache on first use (weights/, or $POSEAPP_HOME; POSEAPP_MIRROR=https://host/prefix to use a
     mirror), sha256-checked where a hash is published, and never downloaded again.
     """
-    _configure_logging(opts["verbose"])
-    from poseapp.cli_zoo import go_offline
+    configure_logging(opts["verbose"])
     from poseapp.errors import PoseAppError
 
     go_offline(opts["offline"])
@@ -210,7 +125,7 @@ def predict(**opts: Any) -> None:
         with _signals_end_like_ctrl_c():
             code = _predict(opts)
     except PoseAppError as e:
-        _fail(str(e), opts["verbose"])
+        fail(str(e), opts["verbose"])
     except KeyboardInterrupt:
         click.echo("interrupted: outputs written so far are saved", err=True)
         sys.exit(130)
@@ -255,44 +170,21 @@ def _signals_end_like_ctrl_c() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _configure_logging(verbose: bool) -> None:
-    """Our log at INFO with --verbose, else WARNING; OpenCV's and FFmpeg's own console messages (an absent
-    camera's probing, "moov atom not found" while a file is checked) only with --verbose: without it a
-    failure is the one line this module prints."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if verbose:
-        return
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # read when cv2 is first imported
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    cv2_logging = getattr(getattr(sys.modules.get("cv2"), "utils", None), "logging", None)
-    if cv2_logging is not None:  # cv2 already imported (the tests, an embedding program)
-        cv2_logging.setLogLevel(cv2_logging.LOG_LEVEL_SILENT)
-
-
 def _build_detector(opts: dict[str, Any], recipe, device: str):
-    """The box source for ``recipe``'s model: --boxes, --face-from or --det-classes when given, else its data
-    set's default (``poseapp.detect.box_rule_for``: the detector's person or animal classes, else the whole
-    frame). Option errors are raised before any model loads."""
-    from poseapp.detect import PERSON, BoxesFile, FaceFromPose, box_rule_for
+    """The box source for ``recipe``'s model (``poseapp.create_detector``: its data set's default boxes, or
+    --boxes, --face-from, --det-classes). Option errors are raised before any model loads."""
+    from poseapp.boxes import create_detector
 
-    rule = box_rule_for(recipe.dataset)
-    wanted = _det_classes(opts)
-    _check_box_options(opts, recipe, rule, wanted)
-    if opts["boxes_file"]:
-        return BoxesFile(opts["boxes_file"])
-    if opts["face_from"]:
-        from poseapp.api import create_model
-
-        persons = _yolo_or_whole_frame(opts, wanted or PERSON, device)
-        estimator = create_model(opts["face_from"], arch=opts["face_from_arch"], device=device, half=opts["half"],
-                                 batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
-                                 flags=_FACE_FROM_FLAGS)
-        return FaceFromPose(persons, estimator, thr=opts["face_from_thr"])
-    return _yolo_or_whole_frame(opts, rule.classes if wanted is None else wanted, device)
+    return create_detector(
+        recipe, det_model=opts["det_model"], classes=_det_classes(opts), boxes_file=opts["boxes_file"],
+        face_from=opts["face_from"], face_from_arch=opts["face_from_arch"], face_from_thr=opts["face_from_thr"],
+        conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"], device=device, half=opts["half"],
+        batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+        trusted=opts.get("trust_checkpoint") or (), names=_BOX_FLAGS)
 
 
-_FACE_FROM_FLAGS = ("--face-from", "--face-from-arch")
+_BOX_FLAGS = {"det_model": "--det-model", "classes": "--det-classes", "boxes_file": "--boxes",
+              "face_from": "--face-from", "face_from_arch": "--face-from-arch"}
 
 
 def _det_classes(opts: dict[str, Any]) -> list[str] | None:
@@ -300,53 +192,6 @@ def _det_classes(opts: dict[str, Any]) -> list[str] | None:
     if opts["det_classes"] is None:
         return None
     return [w.strip() for w in opts["det_classes"].split(",") if w.strip()]
-
-
-def _check_box_options(opts: dict[str, Any], recipe, rule, wanted: list[str] | None) -> None:
-    """Raise PoseAppError for box options that contradict each other or the pose model (no model loads)."""
-    from poseapp.detect import check_coco_head
-    from poseapp.errors import PoseAppError
-
-    if wanted is not None and not wanted:
-        raise PoseAppError("--det-classes is empty: name detector classes or ids, e.g. --det-classes person,dog")
-    if wanted and opts["boxes_file"]:
-        raise PoseAppError("--det-classes picks detector boxes and --boxes replaces the detector: pass one of them")
-    if wanted and opts["det_model"].lower() == "none":
-        raise PoseAppError("--det-classes needs a detector: drop --det-model none, or drop --det-classes")
-    if opts["face_from_arch"] and not opts["face_from"]:
-        raise PoseAppError("--face-from-arch names the recipe of a --face-from checkpoint: add --face-from PATH")
-    if not opts["face_from"]:
-        return
-    if opts["boxes_file"]:
-        raise PoseAppError("--face-from and --boxes both give the face boxes: pass one of them")
-    if not rule.face:
-        raise PoseAppError(f"--face-from makes face boxes for a face model (WFLW), and {recipe.name} is a "
-                           f"{rule.title} model (boxes: {rule.summary}): drop --face-from")
-    from poseapp.api import resolve_recipe
-    from poseapp.keypoints import get_keypoint_set
-
-    try:
-        person, _ = resolve_recipe(opts["face_from"], opts["face_from_arch"], flags=_FACE_FROM_FLAGS)
-    except PoseAppError as e:
-        raise type(e)(f"--face-from {opts['face_from']}: {e}") from e
-    check_coco_head(get_keypoint_set(person.keypoint_set), f"--face-from {opts['face_from']}")
-
-
-def _yolo_or_whole_frame(opts: dict[str, Any], classes, device: str):
-    """A YOLO detector keeping ``classes``, or the whole frame (``classes`` None, or --det-model none)."""
-    from poseapp.detect import WholeFrameDetector, YoloDetector
-
-    trusted = opts.get("trust_checkpoint") or ()
-    if classes is None or opts["det_model"].lower() == "none":
-        for path in trusted:
-            _warn(f"--trust-checkpoint {path}: this run loads no YOLO detector, so it changes nothing")
-        return WholeFrameDetector()
-    return YoloDetector(opts["det_model"], conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"],
-                        classes=classes, device=device, half=opts["half"], trusted=trusted)
-
-
-def _warn(message: str) -> None:
-    click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
 def _predict(opts: dict[str, Any]) -> int:
@@ -419,7 +264,7 @@ def _check_kpt_thr(thr: float, recipe) -> None:
     if low <= thr <= high:
         return
     effect = "nothing is drawn" if thr > high else "every keypoint is drawn, however unsure"
-    _warn(f"--kpt-thr {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): {effect}")
+    warn(f"--kpt-thr {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): {effect}")
 
 
 def _abandon(source, window, created: Path | None) -> None:
@@ -503,24 +348,14 @@ def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> Non
         click.echo(f"results saved to {out}" if any(p.is_file() for p in out.rglob("*")) else "nothing saved",
                    err=True)
     elif frames:
-        _warn("--no-save without --json saved nothing (add --json to keep the keypoints)")
+        warn("--no-save without --json saved nothing (add --json to keep the keypoints)")
     if stats["stale"]:
         click.echo(f"removed {len(stats['stale'])} temporary file(s) a killed earlier run left in {out}: "
                    f"{', '.join(p.name for p in stats['stale'][:5])}", err=True)
     if stats.get("boxes_file") and frames and not people:
-        _warn(f"no box of --boxes {stats['boxes_file']} belongs to these frames (boxes are matched by file name, "
+        warn(f"no box of --boxes {stats['boxes_file']} belongs to these frames (boxes are matched by file name, "
               "stem, or image id = the file's number)")
     if source.failures:
         click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
         for path, reason in source.failures:
             click.echo(f"  {path}: {reason}", err=True)
-
-
-# ----------------------------------------------------------------------------------------- zoo commands
-
-from poseapp.cli_eval import eval_command  # noqa: E402 (defined there, registered here)
-from poseapp.cli_zoo import fetch, models  # noqa: E402
-
-main.add_command(models)
-main.add_command(fetch)
-main.add_command(eval_command)

@@ -1,0 +1,132 @@
+"""``create_detector``: the boxes a pose model gets, by its data set, with the overrides ``predict`` offers."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from poseapp.boxes.base import Detector, WholeFrameDetector
+from poseapp.boxes.rules import PERSON, BoxRule, box_rule_for
+from poseapp.errors import PoseAppError
+from poseapp.zoo import Recipe
+
+log = logging.getLogger(__name__)
+
+ARGUMENTS = {name: name for name in ("det_model", "classes", "boxes_file", "face_from", "face_from_arch")}
+"""How errors name ``create_detector``'s arguments: as themselves; the CLI passes its flags instead."""
+
+
+def create_detector(
+    model: Recipe | str | Path | Any,
+    *,
+    arch: str | None = None,
+    det_model: str | Path | None = "yolo11n.pt",
+    classes: Sequence[str | int] | None = None,
+    boxes_file: str | Path | None = None,
+    face_from: str | Path | None = None,
+    face_from_arch: str | None = None,
+    face_from_thr: float = 0.3,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    device: str | None = None,
+    half: bool = False,
+    batch_size: int = 32,
+    flip_test: bool | None = None,
+    trusted: Iterable[str | Path] = (),
+    names: Mapping[str, str] = ARGUMENTS,
+) -> Detector:
+    """The box source for a pose model: its data set's default boxes, unless overridden.
+
+    By default (``box_rule_for``): the detector's person class for human models, its COCO animal classes for
+    AnimalPose and AP-10K, the whole frame for Locust, Zebra, Animal Kingdom and WFLW faces.
+
+    Args:
+        model: the pose model the boxes are for: a Recipe, a zoo name, a checkpoint path (with ``arch``), or
+            a TopDownEstimator (its ``recipe``).
+        det_model: the YOLO detector (``YoloDetector``); None or ``"none"``: the whole frame.
+        classes: detector class names or ids to keep instead of the default (any model).
+        boxes_file: a COCO detection-results JSON whose boxes replace the detector (``BoxesFile``).
+        face_from: for a face model, a COCO person model (zoo name or checkpoint, ``face_from_arch``) whose
+            head keypoints (scoring at least ``face_from_thr``) on the detected persons give face boxes.
+        conf, iou, max_det, trusted: the detector's (``YoloDetector``); device, half, batch_size, flip_test:
+            the ``face_from`` model's too. ``device`` None: the estimator's device when ``model`` is one,
+            else the CPU.
+        names: how errors name these arguments (the CLI passes its flags).
+
+    Contradicting arguments raise PoseAppError before any model loads.
+    """
+    recipe = _recipe_of(model, arch)
+    if device is None:
+        device = str(getattr(model, "device", "cpu"))
+    rule = box_rule_for(recipe.dataset)
+    wanted = list(classes) if classes is not None else None
+    whole = det_model is None or str(det_model).lower() == "none"
+    _check(recipe, rule, wanted, whole, boxes_file, face_from, face_from_arch, names)
+    if boxes_file:
+        from poseapp.boxes.coco import BoxesFile
+
+        return BoxesFile(boxes_file)
+    yolo = dict(det_model=None if whole else det_model, conf=conf, iou=iou, max_det=max_det, device=device,
+                half=half, trusted=tuple(trusted))
+    if face_from:
+        from poseapp.api import create_model
+        from poseapp.boxes.face import FaceFromPose
+
+        persons = _yolo_or_whole_frame(wanted or PERSON, **yolo)
+        estimator = create_model(face_from, arch=face_from_arch, device=device, half=half, batch_size=batch_size,
+                                 flip_test=flip_test, flags=(names["face_from"], names["face_from_arch"]))
+        return FaceFromPose(persons, estimator, thr=face_from_thr)
+    return _yolo_or_whole_frame(rule.classes if wanted is None else wanted, **yolo)
+
+
+def _recipe_of(model: Any, arch: str | None) -> Recipe:
+    if isinstance(model, Recipe):
+        return model
+    if isinstance(getattr(model, "recipe", None), Recipe):  # a TopDownEstimator
+        return model.recipe
+    from poseapp.api import resolve_recipe
+
+    return resolve_recipe(model, arch)[0]
+
+
+def _check(recipe: Recipe, rule: BoxRule, wanted: list | None, whole: bool, boxes_file: Any, face_from: Any,
+           face_from_arch: Any, names: Mapping[str, str]) -> None:
+    """Raise PoseAppError for box arguments that contradict each other or the pose model (nothing loads)."""
+    c, b, d, f, fa = (names[k] for k in ("classes", "boxes_file", "det_model", "face_from", "face_from_arch"))
+    if wanted is not None and not wanted:
+        raise PoseAppError(f"{c} is empty: name detector classes or ids, e.g. {c} person,dog")
+    if wanted and boxes_file:
+        raise PoseAppError(f"{c} picks detector boxes and {b} replaces the detector: pass one of them")
+    if wanted and whole:
+        raise PoseAppError(f"{c} needs a detector: drop {d} none, or drop {c}")
+    if face_from_arch and not face_from:
+        raise PoseAppError(f"{fa} names the recipe of a {f} checkpoint: add {f} PATH")
+    if not face_from:
+        return
+    if boxes_file:
+        raise PoseAppError(f"{f} and {b} both give the face boxes: pass one of them")
+    if not rule.face:
+        raise PoseAppError(f"{f} makes face boxes for a face model (WFLW), and {recipe.name} is a {rule.title} "
+                           f"model (boxes: {rule.summary}): drop {f}")
+    from poseapp.api import resolve_recipe
+    from poseapp.boxes.face import check_coco_head
+    from poseapp.keypoints import get_keypoint_set
+
+    try:
+        person, _ = resolve_recipe(face_from, face_from_arch, flags=(f, fa))
+    except PoseAppError as e:
+        raise type(e)(f"{f} {face_from}: {e}") from e
+    check_coco_head(get_keypoint_set(person.keypoint_set), f"{f} {face_from}")
+
+
+def _yolo_or_whole_frame(classes: Sequence[int | str] | None, *, det_model: str | Path | None,
+                         trusted: tuple, **kwargs: Any) -> Detector:
+    """A YOLO detector keeping ``classes``, or the whole frame (``classes`` or ``det_model`` None)."""
+    if classes is None or det_model is None:
+        for path in trusted:
+            log.warning("--trust-checkpoint %s: this run loads no YOLO detector, so it changes nothing", path)
+        return WholeFrameDetector()
+    from poseapp.boxes.yolo import YoloDetector
+
+    return YoloDetector(det_model, classes=classes, trusted=trusted, **kwargs)
