@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from conftest import ROOT
+from conftest import ROOT, needs_shared
 
 from poseapp.cli import main
 from poseapp.boxes import DetectorError, YoloDetector, detector_url
@@ -473,3 +473,126 @@ def test_ultralytics_own_restricted_loading_is_on(monkeypatch):
     assert tasks.SAFE_LOAD is True and tasks._SafeLoad.restricted()
     with pytest.raises(TypeError, match="unsupported activation"):
         tasks._SafeLoad.activation("__import__('os').system('true')")
+
+
+# --------------------------------------------------------------------------------------------------
+# What a second review found: metadata that steers ultralytics, sizes that exhaust memory, renamed names
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _with_metadata(onnx: bytes, key: str, value: str) -> bytes:
+    """An ONNX model with one more metadata entry: ModelProto field 14 (metadata_props), appended, as protobuf
+    allows for a repeated field."""
+    def field(number: int, data: bytes) -> bytes:
+        return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+    return onnx + field(14, field(1, key.encode()) + field(2, value.encode()))
+
+
+@needs_shared
+@pytest.mark.parametrize("key, value, words", [
+    ("format", "dnn", "format='dnn' is not one ultralytics' exporter writes"),  # OpenCV's reader instead of ORT
+    ("imgsz", "[16000, 16000]", "imgsz='[16000, 16000]' is not an image size up to 4096"),
+    ("batch", "1000", "batch='1000' is not a batch size from 1 to 64"),
+    ("stride", "16000", "is not one of [8, 16, 32, 64, 128]"),
+])
+def test_onnx_metadata_that_would_steer_ultralytics_is_refused(key, value, words, tmp_path):
+    from conftest import DETECTOR
+
+    path = tmp_path / "det.onnx"
+    path.write_bytes(_with_metadata(DETECTOR.read_bytes(), key, value))
+    with pytest.raises(DetectorError, match=re.escape(words)) as e:
+        YoloDetector(path)
+    assert f"detector model {path}: its metadata entry {key}=" in str(e.value)
+
+
+@needs_shared
+def test_onnx_tool_annotations_are_admitted(tmp_path):
+    from conftest import DETECTOR
+
+    path = tmp_path / "det.onnx"
+    path.write_bytes(_with_metadata(DETECTOR.read_bytes(), "onnx.tool", "anything"))
+    assert YoloDetector(path).class_names[0] == "person"
+
+
+def test_a_stride_no_detector_has_is_refused(yolo_checkpoints, tmp_path):
+    """ultralytics rounds the input size up to the stride: 16000 would allocate gigabytes."""
+    path = _doctored(yolo_checkpoints, tmp_path, lambda c: setattr(c["model"], "stride", torch.tensor([16000.0])))
+    with pytest.raises(NotACheckpointError, match=re.escape("its stride tensor([16000.]) is not a detector's")):
+        YoloDetector(path)
+
+
+def test_a_method_planted_in_a_module_dict_is_refused(yolo_checkpoints, tmp_path):
+    path = _doctored(yolo_checkpoints, tmp_path,
+                     lambda c: c["model"].model[0].__dict__.update(forward=torch.nn.Identity()))
+    with pytest.raises(UnsafeCheckpointError, match="it sets forward on a Conv, which only its class defines"):
+        YoloDetector(path)
+
+
+def _zip_bomb(source: Path, path: Path) -> Path:
+    """``source`` (a torch.save archive) rewritten with its records deflated, plus one record of 50 MB of
+    zeros deflated to a few kB: unpacked, it is larger than the file."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        prefix = src.namelist()[0].split("/")[0]
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+        dst.writestr(f"{prefix}/data/9999", bytes(50_000_000))
+    return path
+
+
+def test_zip_bombs_are_refused_before_unpacking(yolo_checkpoints, random_checkpoint, tmp_path):
+    from poseapp.errors import CheckpointError
+    from poseapp.models.checkpoint import read_checkpoint
+
+    bomb = _zip_bomb(yolo_checkpoints["yolov8n"], tmp_path / "det.pt")
+    assert bomb.stat().st_size < 20_000_000
+    with pytest.raises(NotACheckpointError, match="it holds compressed records, which torch.save never writes"):
+        YoloDetector(bomb)
+    pose = _zip_bomb(random_checkpoint(ARCH), tmp_path / "pose.pth")
+    with pytest.raises(CheckpointError, match="it holds compressed records"):
+        read_checkpoint(pose)
+
+
+def test_the_pose_loader_sets_aside_classes_registered_process_wide(tmp_path):
+    from ultralytics.nn.tasks import DetectionModel
+
+    from poseapp.errors import CheckpointError
+    from poseapp.models.checkpoint import read_checkpoint
+
+    marker = tmp_path / "MARKER"
+    evil = tmp_path / "pose.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": {"x": _CallsDetectionModel(marker)}}, evil)
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([DetectionModel])  # as ultralytics' own restricted loader does
+    try:
+        with pytest.raises(CheckpointError, match="ultralytics.nn.tasks.DetectionModel"):
+            read_checkpoint(evil)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("folder", ["yolov5nu.yaml", "yolov8n6.yaml"])
+def test_a_trusted_file_is_the_file_loaded(folder, tmp_path):
+    """ultralytics rewrites 'yolov5nu.yaml' to 'yolov5n.yaml' anywhere in a path, and P6 yaml names: trusting
+    tt/yolov5nu.yaml/det.torchscript must not load tt/yolov5n.yaml/det.torchscript."""
+    named = tmp_path / folder / ("det.torchscript" if folder.startswith("yolov5") else "")
+    if folder.startswith("yolov5"):
+        named.parent.mkdir()
+        named.write_bytes(b"x")
+    else:
+        named = tmp_path / folder
+        named.write_text("nc: 80\n")
+    with pytest.raises(DetectorError, match="ultralytics would not open this name as it stands"):
+        YoloDetector(named, trusted=[named])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -165,7 +166,8 @@ class YoloDetector:
     read as a PyTorch checkpoint by ``yolo_checkpoint.load_yolo``: weights-only unpickling with an allow-list
     of model classes, the module then handed to ultralytics, which never opens the file; one that needs or
     holds anything else is refused (UnsafeCheckpointError). A model yaml and the formats poseapp does not
-    vet (TorchScript, TensorRT...: ``_CODE_FORMATS``) need ``trusted``. The model is loaded and run once on a blank image on construction, so a bad file
+    vet (TorchScript, TensorRT...: ``_CODE_FORMATS``) need ``trusted``; an export's metadata is checked first
+    (``exports.check_metadata``). The model is loaded and run once on a blank image on construction, so a bad file
     raises here, not on the first frame. ultralytics runs offline and quiet (see
     ``_ULTRALYTICS_ENV``): no package installs, no DNS probe, no analytics, no stdout.
     """
@@ -208,9 +210,10 @@ class YoloDetector:
         except PoseAppError:
             raise
         except ImportError as e:  # requirement checks are off: a missing runtime shows up here
-            raise DetectorError(
-                f"detector model {model} needs the package {e.name or e}: pip install -r requirements.txt"
-            ) from e
+            listed = e.name in {"onnxruntime", "torch", "torchvision", "cv2", "numpy"}  # in requirements.txt
+            fix = "pip install -r requirements.txt" if listed or not e.name else (
+                f"pip install {e.name}, or export it to ONNX")
+            raise DetectorError(f"detector model {model} needs the package {e.name or e}: {fix}") from e
         except Exception as e:  # ultralytics / onnxruntime / torch raise many types for a bad model file
             why = f"{type(e).__name__}: {' '.join(str(e).split())}"  # one line, whatever ultralytics wrote
             raise DetectorError(f"cannot load detector model {model} ({why}): {_DET_MODEL_FIX}") from e
@@ -258,7 +261,11 @@ def _open_yolo(path: Path, yolo_cls: Any, trusted: bool) -> Any:
         return yolo_cls(str(_stable_path(path)), task=None if name.endswith(_YAML) else "detect")
     fmt = next((f for suffix, f in _EXPORTS.items() if name.endswith(suffix)), None)
     if fmt is not None and path.is_dir() == (fmt == "openvino"):
-        return yolo_cls(str(_stable_path(path, fmt)), task="detect")
+        from poseapp.boxes.exports import check_metadata
+
+        stable = _stable_path(path, fmt)
+        check_metadata(stable, fmt)
+        return yolo_cls(str(stable), task="detect")
     if name.endswith(_YAML + _CODE_FORMATS):
         what = "a model yaml (ultralytics evaluates code in it, and builds an untrained detector)" if name.endswith(
             _YAML) else "a format poseapp does not vet (it can run code when loaded)"
@@ -278,7 +285,9 @@ def _stable_path(path: Path, fmt: str | None = None) -> Path:
 
     resolved = path.resolve()
     text = str(resolved)
-    changed = text != text.strip() or "'" in text or (text.endswith(".pt") and check_yolov5u_filename(text) != text)
+    changed = text != text.strip() or "'" in text or check_yolov5u_filename(text, verbose=False) != text
+    if text.lower().endswith(_YAML) and not changed:  # a trusted yaml: yaml_model_load renames P6 names
+        changed = re.sub(r"(\d+)([nslmx])6(.+)?$", r"\1\2-p6\3", resolved.stem) != resolved.stem
     if fmt is not None and not changed:
         from ultralytics.nn.autobackend import AutoBackend
 

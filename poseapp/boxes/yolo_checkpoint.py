@@ -29,7 +29,6 @@ wrapper: a fresh download is vetted with it before it gets its final name. ``loa
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import pathlib
 import pickle
@@ -37,13 +36,13 @@ import re
 import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
 from poseapp.errors import CheckpointError
-from poseapp.models.checkpoint import numpy_safe_globals
+from poseapp.models.checkpoint import archive_problem, numpy_safe_globals, only_safe_globals
 
 _MODEL_TREES = ("torch.nn.modules", "ultralytics.nn.modules", "ultralytics.nn.tasks")
 """Modules (and their submodules) whose nn.Module subclasses a checkpoint may hold."""
@@ -57,6 +56,9 @@ _RENAMED = {  # a name older ultralytics versions pickled -> where the class liv
 }
 _NAMESPACE = "ultralytics.utils.IterableSimpleNamespace"
 _PATHS = tuple(f"{m}.{c}" for m in ("pathlib", "pathlib._local") for c in ("PosixPath", "WindowsPath"))
+_STRIDES = {8.0, 16.0, 32.0, 64.0, 128.0}
+_METHODS = frozenset({"forward", "forward_fuse", "_compiled_call_impl", "_call_impl"})
+"""Names of a module's methods: a saved instance dict setting one would replace the class's code."""
 _PRELOADED = "poseapp-preloaded-module"  # the name ultralytics is given for a module it must not load by name
 _EXPORT_HINT = "yolo export model=FILE format=onnx"
 _REFUSED = "poseapp refuses: "  # starts the unpickling errors the stand-ins below raise
@@ -152,26 +154,11 @@ def _global_name(entry: Any) -> str:
     return entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
 
 
-@contextlib.contextmanager
-def _only(entries: list[Any]) -> Iterator[None]:
-    """torch's weights-only unpickler admitting its own safe set and ``entries``, and nothing that another
-    library registered process-wide (``add_safe_globals``: ultralytics' own restricted loader registers the
-    real classes, which the unpickler would then call). The registrations are put back afterwards."""
-    saved = torch.serialization.get_safe_globals()
-    torch.serialization.clear_safe_globals()
-    try:
-        with torch.serialization.safe_globals(entries):
-            yield
-    finally:
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(saved)
-
-
 def _referenced_globals(path: Path) -> list[str] | None:
     """The globals a ``torch.save`` zip checkpoint's pickle references beyond torch's own safe set (read
     from its opcodes; nothing is built), or None for a file that is not such an archive."""
     try:
-        with _only([]):
+        with only_safe_globals([]):
             return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:  # ValueError (not a zip), RuntimeError / BadZipFile (a broken one), OSError
         return None
@@ -203,11 +190,13 @@ def read_yolo_checkpoint(path: str | Path) -> dict[str, Any]:
     if names is None:
         raise NotACheckpointError(path, "it is not a PyTorch checkpoint (a torch.save zip archive, as ultralytics "
                                         "writes)")
+    if (problem := archive_problem(path)) is not None:
+        raise NotACheckpointError(path, problem)
     entries, refused = allow_list(names)
     if refused:
         raise _needs(path, refused)
     try:
-        with _only(entries), warnings.catch_warnings():
+        with only_safe_globals(entries), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error, if any, says enough
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle and weights-only errors of every kind
@@ -261,6 +250,9 @@ def _audit(root: Any) -> str | None:
             hooks = [k for k, v in state.items() if "hooks" in k and v]
             if hooks:
                 return f"it installs hooks ({', '.join(sorted(hooks))}) on a {type(obj).__name__}"
+            planted = sorted(k for k in state if not isinstance(k, str) or k.startswith("__") or k in _METHODS)
+            if planted:
+                return f"it sets {', '.join(map(str, planted))} on a {type(obj).__name__}, which only its class defines"
             stack.extend(state.values())
         elif hasattr(obj, "__dict__") and not isinstance(obj, type):  # (another class: torch's safe set)
             stack.extend(vars(obj).values())
@@ -303,8 +295,11 @@ def module_from_checkpoint(ckpt: dict[str, Any], path: str | Path, *, audit: boo
     module.args = {**DEFAULT_CFG_DICT, "task": task}  # the file's training arguments are not carried over
     module.task = task
     module.pt_path = _PRELOADED
-    if not isinstance(getattr(module, "stride", None), torch.Tensor):
-        module.stride = torch.tensor([32.0])
+    stride = getattr(module, "stride", None)
+    if not isinstance(stride, torch.Tensor) or stride.ndim != 1 or not 1 <= stride.numel() <= 8 or not set(
+            stride.tolist()) <= _STRIDES:  # ultralytics rounds the input size up to it: 16000 would be gigabytes
+        raise NotACheckpointError(path, f"its stride {stride!r} is not a detector's (1-D, values in "
+                                        f"{sorted(_STRIDES)})"[:200])
     for m in module.modules():  # ultralytics' own load does the same
         if hasattr(m, "inplace"):
             m.inplace = True

@@ -7,10 +7,12 @@ globals allowed are the numpy ones MMPose 1.x runners store in ``meta['dataset_m
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -51,6 +53,38 @@ def numpy_safe_globals() -> list:
     return allowed
 
 
+@contextlib.contextmanager
+def only_safe_globals(entries: list) -> Iterator[None]:
+    """torch's weights-only unpickler admitting its own safe set and ``entries``, and nothing that another
+    library registered process-wide (``add_safe_globals``: ultralytics' own restricted loader registers real
+    model classes, which the unpickler would then call with the file's arguments). The process-wide
+    registrations are put back afterwards."""
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        with torch.serialization.safe_globals(entries):
+            yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+
+
+def archive_problem(path: str | Path) -> str | None:
+    """Why the ``torch.save`` zip archive ``path`` would unpack to more than it holds (a zip bomb), or None:
+    torch stores its records uncompressed, so a compressed record, or records larger in all than the file,
+    is no archive torch wrote. A file that is not a zip: None (torch.load says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    if any(r.compress_type != zipfile.ZIP_STORED for r in records):
+        return "it holds compressed records, which torch.save never writes (a zip bomb unpacks to gigabytes)"
+    if sum(r.file_size for r in records) > Path(path).stat().st_size:
+        return "its records are larger than the file, which no archive torch.save wrote is"
+    return None
+
+
 def _why_unreadable(error: Exception) -> str:
     """One line saying why torch.load refused a file, and the fix."""
     text = str(error)
@@ -72,8 +106,12 @@ def read_checkpoint(path: str | Path) -> tuple[OrderedDict[str, torch.Tensor], d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path or fetch the model first")
+    problem = archive_problem(path)
+    if problem:
+        raise CheckpointError(f"cannot read checkpoint {path}: {problem}; check that this is the checkpoint you "
+                              "meant (a downloaded one: delete it and fetch it again)")
     try:
-        with torch.serialization.safe_globals(numpy_safe_globals()):
+        with only_safe_globals(numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle and weights-only errors of every kind
         raise CheckpointError(f"cannot read checkpoint {path}: {_why_unreadable(e)}") from e
