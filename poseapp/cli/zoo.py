@@ -297,7 +297,7 @@ def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> l
 
 def _fetch_one(name: str, recipe, cache: Path | None) -> Path:
     from poseapp.api import fetch_weights
-    from poseapp.boxes import fetch_detector
+    from poseapp.boxes.yolo import fetch_detector
 
     if recipe is None:
         return fetch_detector(name, cache=cache)
