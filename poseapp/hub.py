@@ -1,6 +1,6 @@
 """The only place that downloads: the weights cache, resumable downloads with retries, hash check, temp file + rename.
 
-- ``cache_dir()``: ``$POSEAPP_HOME`` if set, else ``weights/`` beside the ``poseapp`` package.
+- ``cache_dir()``: ``$POSEAPP_HOME`` if set, else ``weights/`` in a checkout, else ``~/.cache/poseapp`` (pip install).
 - ``cached_path(filename, sha256_prefix, cache=None)``: the intact cached file or None; never touches the network.
 - ``fetch(url, filename, sha256_prefix, cache=None)``: the cached file if present and intact (no network at all),
   otherwise ``download()`` it into the cache (``cache`` or ``cache_dir()``). ``POSEAPP_OFFLINE=1`` forbids that.
@@ -65,11 +65,17 @@ class _Transient(Exception):
 
 
 def cache_dir() -> Path:
-    """Where fetched files live: ``$POSEAPP_HOME`` if set, else ``<repo root>/weights``. Not created here."""
+    """Where fetched files live: ``$POSEAPP_HOME`` if set; else, in a checkout, ``<repo root>/weights``; else
+    (poseapp installed with pip, where beside the package is site-packages) ``$XDG_CACHE_HOME/poseapp``, by
+    default ``~/.cache/poseapp``. Not created here."""
     home = os.environ.get("POSEAPP_HOME", "").strip()
     if home:
         return Path(home).expanduser()
-    return Path(__file__).resolve().parent.parent / "weights"
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "infer.py").is_file():
+        return repo / "weights"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "poseapp"
 
 
 def is_offline() -> bool:

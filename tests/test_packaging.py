@@ -245,3 +245,15 @@ def test_installed_package_reads_its_data_files(installed, tmp_path):
     where, count, loaded = result.stdout.split("\n")[:3]
     assert Path(where).is_relative_to(installed.parent)
     assert int(count) == len(listed) and loaded.split()[0] == count and int(loaded.split()[1]) > 0
+
+
+def test_installed_package_caches_weights_outside_site_packages(installed, tmp_path):
+    """Installed, the weights cache is $XDG_CACHE_HOME/poseapp (not site-packages/weights); POSEAPP_HOME wins."""
+    code = "from poseapp.hub import cache_dir; print(cache_dir())"
+    env = {k: v for k, v in os.environ.items() if k not in {"POSEAPP_HOME", "PYTHONPATH"}}
+    for extra, expected in [({"XDG_CACHE_HOME": str(tmp_path / "xdg")}, tmp_path / "xdg" / "poseapp"),
+                            ({"POSEAPP_HOME": str(tmp_path / "home")}, tmp_path / "home")]:
+        run = subprocess.run([str(installed / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                             env={**env, **extra}, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert Path(run.stdout.strip()) == expected
