@@ -1,4 +1,4 @@
-"""No model file runs code (poseapp/yolo_checkpoint.py).
+"""No model file runs code (poseapp/boxes/yolo_checkpoint.py).
 
 Malicious pickles, each of which creates a marker file when unpickled in full, reach the app the three ways
 a detector file does: as ``--det-model``, as the cached default detector (``yolo11n.pt`` in POSEAPP_HOME) and

@@ -66,6 +66,7 @@ def create_detector(
     if boxes_file:
         from poseapp.boxes.coco import BoxesFile
 
+        _no_detector(trusted)
         return BoxesFile(boxes_file)
     yolo = dict(det_model=None if whole else det_model, conf=conf, iou=iou, max_det=max_det, device=device,
                 half=half, trusted=tuple(trusted))
@@ -124,9 +125,13 @@ def _yolo_or_whole_frame(classes: Sequence[int | str] | None, *, det_model: str 
                          trusted: tuple, **kwargs: Any) -> Detector:
     """A YOLO detector keeping ``classes``, or the whole frame (``classes`` or ``det_model`` None)."""
     if classes is None or det_model is None:
-        for path in trusted:
-            log.warning("--trust-checkpoint %s: this run loads no YOLO detector, so it changes nothing", path)
+        _no_detector(trusted)
         return WholeFrameDetector()
     from poseapp.boxes.yolo import YoloDetector
 
     return YoloDetector(det_model, classes=classes, trusted=trusted, **kwargs)
+
+
+def _no_detector(trusted: Iterable[str | Path]) -> None:
+    for path in trusted:
+        log.warning("--trust-checkpoint %s: this run loads no YOLO detector, so it changes nothing", path)

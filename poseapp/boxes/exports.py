@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from poseapp.boxes.base import DetectorError
+from poseapp.boxes.yolo_checkpoint import BOX_TASKS, STRIDES
 
 _WRITTEN = frozenset({"description", "author", "date", "version", "license", "docs", "stride", "task", "head",
                       "batch", "imgsz", "names", "args", "channels", "end2end", "dla", "kpt_shape", "kpt_names"})
 """The entries ultralytics' exporter writes."""
-_STRIDES = {8, 16, 32, 64, 128}
 _MAX_IMGSZ = 4096
 _MAX_BATCH = 64
-_TASKS = {"detect", "segment", "pose", "obb"}
 
 
 def read_metadata(path: Path, fmt: str) -> dict[str, Any]:
@@ -41,7 +40,8 @@ def read_metadata(path: Path, fmt: str) -> dict[str, Any]:
         try:
             raw = yaml.safe_load(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise DetectorError(f"detector model {path}: cannot read {sidecar.name} ({e}): export it again") from e
+            raise DetectorError(f"detector model {path}: cannot read {sidecar.name} ({' '.join(str(e).split())[:160]}): "
+                                "export it again") from e
         raw = raw if isinstance(raw, dict) else {}
     out = {}
     for key, value in raw.items():
@@ -60,19 +60,19 @@ def check_metadata(path: Path, fmt: str) -> None:
 
     def refuse(key: str, why: str) -> DetectorError:
         return DetectorError(f"detector model {path}: its metadata entry {key}={str(meta[key])[:60]!r} {why}; "
-                             "export it again with ultralytics (yolo export format=onnx)")
+                             f"export it again with ultralytics (yolo export format={fmt})")
 
     for key in meta:
         if key not in _WRITTEN and "." not in key:
             raise refuse(key, "is not one ultralytics' exporter writes (ultralytics would act on it)")
-    if "stride" in meta and meta["stride"] not in _STRIDES:
-        raise refuse("stride", f"is not one of {sorted(_STRIDES)}")
+    if "stride" in meta and meta["stride"] not in STRIDES:
+        raise refuse("stride", f"is not one of {sorted(STRIDES)}")
     if "batch" in meta and not (isinstance(meta["batch"], int) and 1 <= meta["batch"] <= _MAX_BATCH):
         raise refuse("batch", f"is not a batch size from 1 to {_MAX_BATCH}")
     if "channels" in meta and meta["channels"] not in (1, 3):
         raise refuse("channels", "is not 1 or 3")
-    if "task" in meta and meta["task"] not in _TASKS:
-        raise refuse("task", f"is not a task that gives boxes ({', '.join(sorted(_TASKS))})")
+    if "task" in meta and meta["task"] not in BOX_TASKS:
+        raise refuse("task", f"is not a task that gives boxes ({', '.join(BOX_TASKS)})")
     if "imgsz" in meta:
         size = meta["imgsz"] if isinstance(meta["imgsz"], (list, tuple)) else [meta["imgsz"]]
         if not (1 <= len(size) <= 2 and all(isinstance(s, int) and 1 <= s <= _MAX_IMGSZ for s in size)):

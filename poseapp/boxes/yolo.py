@@ -30,9 +30,6 @@ _ULTRALYTICS_ENV = {
 }
 
 
-
-
-
 def _import_yolo() -> Any:
     """``ultralytics.YOLO``, imported with ``_ULTRALYTICS_ENV`` applied (user-set values win) and ultralytics'
     own restricted loading switched on (``ULTRALYTICS_SAFE_LOAD``, whatever the user set): poseapp never lets
@@ -134,6 +131,8 @@ def _resolve_model(model: str | Path) -> Path:
     """
     from poseapp import hub
 
+    if not str(model).strip():
+        raise DetectorError(f"the detector model is empty: {_DET_MODEL_FIX}")
     path = Path(model).expanduser()
     if path.exists():
         return path

@@ -41,6 +41,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from poseapp.boxes.base import DetectorError
 from poseapp.errors import CheckpointError
 from poseapp.models.checkpoint import archive_problem, numpy_safe_globals, only_safe_globals
 
@@ -56,7 +57,10 @@ _RENAMED = {  # a name older ultralytics versions pickled -> where the class liv
 }
 _NAMESPACE = "ultralytics.utils.IterableSimpleNamespace"
 _PATHS = tuple(f"{m}.{c}" for m in ("pathlib", "pathlib._local") for c in ("PosixPath", "WindowsPath"))
-_STRIDES = {8.0, 16.0, 32.0, 64.0, 128.0}
+STRIDES = frozenset({8, 16, 32, 64, 128})
+"""The strides of detectors (8.0 == 8: a tensor's floats compare equal)."""
+BOX_TASKS = ("detect", "segment", "pose", "obb")
+"""The ultralytics tasks whose models give boxes."""
 _METHODS = frozenset({"forward", "forward_fuse", "_compiled_call_impl", "_call_impl"})
 """Names of a module's methods: a saved instance dict setting one would replace the class's code."""
 _PRELOADED = "poseapp-preloaded-module"  # the name ultralytics is given for a module it must not load by name
@@ -64,7 +68,7 @@ _EXPORT_HINT = "yolo export model=FILE format=onnx"
 _REFUSED = "poseapp refuses: "  # starts the unpickling errors the stand-ins below raise
 
 
-class NotACheckpointError(CheckpointError):
+class NotACheckpointError(DetectorError, CheckpointError):
     """A file is not an ultralytics checkpoint; ``reason`` says why without naming the file (``it is ...``)."""
 
     def __init__(self, path: Path, reason: str) -> None:
@@ -73,7 +77,7 @@ class NotACheckpointError(CheckpointError):
         self.reason = reason
 
 
-class UnsafeCheckpointError(CheckpointError):
+class UnsafeCheckpointError(DetectorError, CheckpointError):
     """A checkpoint needs more than the allow-list admits; ``reason`` says what (``it needs posix.system ...``),
     without naming the file."""
 
@@ -297,9 +301,9 @@ def module_from_checkpoint(ckpt: dict[str, Any], path: str | Path, *, audit: boo
     module.pt_path = _PRELOADED
     stride = getattr(module, "stride", None)
     if not isinstance(stride, torch.Tensor) or stride.ndim != 1 or not 1 <= stride.numel() <= 8 or not set(
-            stride.tolist()) <= _STRIDES:  # ultralytics rounds the input size up to it: 16000 would be gigabytes
+            stride.tolist()) <= STRIDES:  # ultralytics rounds the input size up to it: 16000 would be gigabytes
         raise NotACheckpointError(path, f"its stride {stride!r} is not a detector's (1-D, values in "
-                                        f"{sorted(_STRIDES)})"[:200])
+                                        f"{sorted(STRIDES)})"[:200])
     for m in module.modules():  # ultralytics' own load does the same
         if hasattr(m, "inplace"):
             m.inplace = True

@@ -1,6 +1,6 @@
 """Command line: parsing and wiring only (common, predict, zoo, eval). ``python infer.py --source X`` runs ``predict``.
 
-Only this module prints, draws progress bars and chooses exit codes: 0 all good, 1 some inputs failed
+Only poseapp.cli prints, draws progress bars and chooses exit codes: 0 all good, 1 some inputs failed
 (listed in the summary, the rest processed), 2 a usage or input error (one line, no traceback unless
 --verbose), 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: a signal ends a run as Ctrl-C does,
 with what was processed saved and the summary printed.

@@ -87,8 +87,6 @@ def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
-
-
 def go_offline(offline: bool) -> None:
     """``--offline``: the same as POSEAPP_OFFLINE=1 for this process (poseapp.hub and the detector read it)."""
     if offline:

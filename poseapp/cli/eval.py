@@ -1,6 +1,6 @@
 """``python infer.py eval``: a model's published metric on a data set, or the metric of saved predictions.
 
-Parsing, printing and exit codes only (like poseapp.cli): readers and metrics are poseapp.evaluation.
+Parsing, printing and exit codes only (as all of poseapp.cli): readers and metrics are poseapp.evaluation.
 """
 from __future__ import annotations
 

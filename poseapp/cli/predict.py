@@ -16,7 +16,6 @@ from poseapp.cli.common import Finite, configure_logging, fail, go_offline, warn
 DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
 DEFAULT_DET_MODEL = "yolo11n.pt"
 
-# ----------------------------------------------------------------------------------------- predict
 
 _BOX_KINDS = {  # what each kind of default box is, for predict --help
     "person": "the detector's person class.",
@@ -180,7 +179,7 @@ def _build_detector(opts: dict[str, Any], recipe, device: str):
         face_from=opts["face_from"], face_from_arch=opts["face_from_arch"], face_from_thr=opts["face_from_thr"],
         conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"], device=device, half=opts["half"],
         batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
-        trusted=opts.get("trust_checkpoint") or (), names=_BOX_FLAGS)
+        trusted=opts["trust_checkpoint"], names=_BOX_FLAGS)
 
 
 _BOX_FLAGS = {"det_model": "--det-model", "classes": "--det-classes", "boxes_file": "--boxes",

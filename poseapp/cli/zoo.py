@@ -1,6 +1,6 @@
 """The zoo's commands: ``python infer.py models [info NAME]`` and ``python infer.py fetch NAME...``.
 
-Parsing, printing and exit codes only (like poseapp.cli): the table is poseapp.zoo, downloads are
+Parsing, printing and exit codes only (as all of poseapp.cli): the table is poseapp.zoo, downloads are
 poseapp.hub; detector weights (ultralytics' release assets) are vetted by poseapp.boxes.yolo.fetch_detector.
 """
 from __future__ import annotations
@@ -269,7 +269,7 @@ def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: 
 def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> list[tuple[str, Any]]:
     """(name, Recipe or None for a detector) per download, in order, without duplicates. Every name is
     checked before anything is downloaded."""
-    from poseapp.boxes import is_detector_name
+    from poseapp.boxes.yolo import is_detector_name
     from poseapp.errors import PoseAppError, suggest
     from poseapp.zoo import get_entry, get_recipe, list_recipes
 
@@ -306,7 +306,7 @@ def _fetch_one(name: str, recipe, cache: Path | None) -> Path:
 
 def _dry_run_line(name: str, recipe, cache: Path | None) -> str:
     from poseapp import hub
-    from poseapp.boxes import detector_url
+    from poseapp.boxes.yolo import detector_url
 
     folder = cache if cache is not None else hub.cache_dir()
     if recipe is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -53,20 +54,25 @@ def numpy_safe_globals() -> list:
     return allowed
 
 
+_SAFE_GLOBALS_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def only_safe_globals(entries: list) -> Iterator[None]:
     """torch's weights-only unpickler admitting its own safe set and ``entries``, and nothing that another
     library registered process-wide (``add_safe_globals``: ultralytics' own restricted loader registers real
     model classes, which the unpickler would then call with the file's arguments). The process-wide
-    registrations are put back afterwards."""
-    saved = torch.serialization.get_safe_globals()
-    torch.serialization.clear_safe_globals()
-    try:
-        with torch.serialization.safe_globals(entries):
-            yield
-    finally:
+    registrations are put back afterwards. The list is torch's process-wide state: poseapp's own loads take
+    turns (a lock), but a weights-only load another thread makes meanwhile sees this list, not its own."""
+    with _SAFE_GLOBALS_LOCK:
+        saved = torch.serialization.get_safe_globals()
         torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(saved)
+        try:
+            with torch.serialization.safe_globals(entries):
+                yield
+        finally:
+            torch.serialization.clear_safe_globals()
+            torch.serialization.add_safe_globals(saved)
 
 
 def archive_problem(path: str | Path) -> str | None:
