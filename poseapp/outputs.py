@@ -42,7 +42,8 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same real path, or the same inode (hard links)."""
     if _real(a) == _real(b):
         return True
     try:
@@ -80,7 +81,7 @@ def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: boo
     planned = planned_outputs(source, out, media=media, keypoints=keypoints)
     for path in planned:
         for original in inputs:
-            if _same_file(path, original):
+            if same_file(path, original):
                 raise OutputError(f"{flag} {out} would overwrite the input '{original}' with the output of the "
                                   f"same name; choose an {flag} outside the inputs' folder")
     if isinstance(walks, str):

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from poseapp.boxes.base import Detector, WholeFrameDetector
 from poseapp.boxes.rules import PERSON, BoxRule, box_rule_for
+from poseapp.boxes.yolo import DEFAULT_DETECTOR
 from poseapp.errors import PoseAppError
 from poseapp.zoo import Recipe
 
@@ -20,7 +21,7 @@ def create_detector(
     model: Recipe | str | Path | Any,
     *,
     arch: str | None = None,
-    det_model: str | Path | None = "yolo11n.pt",
+    det_model: str | Path | None = DEFAULT_DETECTOR,
     classes: Sequence[str | int] | None = None,
     boxes_file: str | Path | None = None,
     face_from: str | Path | None = None,

@@ -17,6 +17,8 @@ from poseapp.results import Detections, Frame
 
 log = logging.getLogger(__name__)
 
+DEFAULT_DETECTOR = "yolo11n.pt"
+"""The detector a pose model gets unless told otherwise (``create_detector``, ``predict --det-model``)."""
 _DET_MODEL_FIX = "pass --det-model PATH, a name such as yolo11n.pt, or none"
 
 # Set (unless the user set them) before ultralytics is first imported: it reads them at import time.
@@ -107,7 +109,8 @@ def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
     if hub.is_offline():
         raise DetectorError(f"detector model {name} is not in the cache (POSEAPP_OFFLINE is set): run "
                             f"`python infer.py fetch {name}` on a machine with internet, or copy it to {dest}")
-    url = detector_url(name)
+    release = _release_url(name)
+    url = hub.mirror_url(release)
 
     def vet(part: Path) -> None:
         try:
@@ -119,7 +122,7 @@ def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
             raise DetectorError(f"the download of {url} was deleted: {e.reason}: check the URL, or "
                                 "POSEAPP_MIRROR") from e
 
-    return hub.fetch(_release_url(name), name, detector_sha256(name), name=name, cache=dest.parent, check=vet)
+    return hub.fetch(release, name, detector_sha256(name), name=name, cache=dest.parent, check=vet)
 
 
 def _resolve_model(model: str | Path) -> Path:
@@ -185,9 +188,11 @@ class YoloDetector:
         trusted: Iterable[str | Path] = (),
     ) -> None:
         self.path = _resolve_model(model)
+        from poseapp.outputs import same_file
+
         self.trusted = False
         for other in trusted:
-            if same_file(self.path, other):
+            if same_file(self.path, Path(other).expanduser()):
                 self.trusted = True
             else:
                 log.warning("--trust-checkpoint %s is not the detector this run loads (%s): it changes nothing "
@@ -296,14 +301,6 @@ def _stable_path(path: Path, fmt: str | None = None) -> Path:
         raise DetectorError(f"detector model {path}: ultralytics would not open this name as it stands (it strips "
                             "spaces and quotes from model names): rename the file or folder")
     return resolved
-
-
-def same_file(path: Path, other: str | Path) -> bool:
-    """Whether ``other`` names the file ``path`` (same inode; False for a path that does not exist)."""
-    try:
-        return os.path.samefile(path, Path(other).expanduser())
-    except OSError:
-        return False
 
 
 def _half_kwargs(half: bool) -> dict[str, Any]:

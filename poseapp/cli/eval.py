@@ -131,16 +131,15 @@ _INPUT_FLAGS = {"predictions_file": "--predictions", "ann_file": "--ann", "boxes
 def _check_outputs_apart(opts: dict[str, Any]) -> None:
     """--json writes predictions.json and metrics.json into --out: refuse, before anything runs, when one
     of them is an input file (re-scoring runs/eval/predictions.json into runs/eval would replace it)."""
-    import os
-
     from poseapp.errors import OutputError
+    from poseapp.outputs import same_file
 
     for key, flag in _INPUT_FLAGS.items():
         if not opts.get(key):
             continue
         for name in _OUTPUTS:
             target = Path(opts["out_dir"]) / name
-            if os.path.realpath(target) == os.path.realpath(opts[key]):
+            if same_file(target, opts[key]):
                 raise OutputError(f"--out {opts['out_dir']} would overwrite the input {flag} {opts[key]} with "
                                   f"the new {name}; choose another --out (e.g. runs/eval2)")
 

@@ -11,10 +11,11 @@ from typing import Any, Iterator
 
 import click
 
+from poseapp.boxes.yolo import DEFAULT_DETECTOR
 from poseapp.cli.common import Finite, configure_logging, fail, go_offline, warn
 
 DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
-DEFAULT_DET_MODEL = "yolo11n.pt"
+DEFAULT_DET_MODEL = DEFAULT_DETECTOR
 
 
 _BOX_KINDS = {  # what each kind of default box is, for predict --help
