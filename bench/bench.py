@@ -447,7 +447,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import torch
 
-    from poseapp.api import create_model, resolve_device
+    from poseapp.create import create_model, resolve_device
     from poseapp.boxes import YoloDetector
 
     device = resolve_device(args.device)
@@ -537,8 +537,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="poseapp_bench_") as tmp:
             report = run(args, Path(tmp))
-    except (BenchError, PoseAppError) as e:
+    except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PoseAppError as e:  # its arguments shown as this script's flags
+        flags = {"model": "--pose-model", "arch": "--pose-arch", "det_model": "--det-model", "device": "--device",
+                 "half": "--half"}
+        print(f"error: {e.render(flags)}", file=sys.stderr)
         return 2
     report["wall_s"] = time.perf_counter() - started
     print_report(report)

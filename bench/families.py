@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from poseapp.api import create_model, resolve_device
+    from poseapp.create import create_model, resolve_device
     from poseapp.boxes import YoloDetector
     from poseapp.estimator import make_crops
     from poseapp.results import Frame

@@ -2,10 +2,11 @@
 
 Public API (heavy modules load on first use, so ``import poseapp`` is instant)::
 
-    from poseapp import create_model, create_detector, Pipeline, open_source, draw
+    from poseapp import create_model, create_detector, Pipeline, PredictOptions, run_predict
     estimator = create_model("hrnet-w32_coco-256x192")     # zoo name or checkpoint path
     keypoints, scores = estimator([image], [boxes_xyxy])[0]
     pipeline = Pipeline(estimator, create_detector(estimator))  # the model's default boxes (person here)
+    report = run_predict(PredictOptions(source="photos/", save_json=True))  # the whole job, as `predict` runs it
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "create_model": "poseapp.api",
+    "create_model": "poseapp.create",
     "create_detector": "poseapp.boxes",
-    "list_models": "poseapp.api",
+    "PredictOptions": "poseapp.job",
+    "RunReport": "poseapp.job",
+    "run_predict": "poseapp.job",
+    "list_models": "poseapp.create",
     "Pipeline": "poseapp.pipeline",
     "TopDownEstimator": "poseapp.estimator",
     "open_source": "poseapp.sources",
@@ -27,7 +31,7 @@ _EXPORTS = {
     "Frame": "poseapp.results",
     "Detections": "poseapp.results",
     "Poses": "poseapp.results",
-    "Person": "poseapp.results",
+    "Instance": "poseapp.results",
     "FrameResult": "poseapp.results",
     "Recipe": "poseapp.zoo",
     "PoseAppError": "poseapp.errors",

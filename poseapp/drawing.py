@@ -28,8 +28,9 @@ def _bgr(rgb: np.ndarray) -> tuple[int, int, int]:
     return int(rgb[2]), int(rgb[1]), int(rgb[0])
 
 
-def visible_mask(keypoints: np.ndarray, scores: np.ndarray, height: int, width: int, kpt_thr: float) -> np.ndarray:
-    """(N, K) bool: score >= kpt_thr, finite, and inside the (height, width) image.
+def drawable_mask(keypoints: np.ndarray, scores: np.ndarray, height: int, width: int, kpt_thr: float) -> np.ndarray:
+    """(N, K) bool, which keypoints are drawn: score >= kpt_thr, finite, and inside the (height, width) image
+    (not the annotation visibility of ``evaluation.keypoint_metrics.visible_mask``).
 
     Args:
         keypoints: (N, K, 2) x, y image pixels.
@@ -76,7 +77,7 @@ def draw(image: np.ndarray, poses: Poses, *, kpt_thr: float = 0.3, radius: int |
     thickness = default_thickness(h, w) if thickness is None else thickness
     if len(poses) == 0:
         return out
-    visible = visible_mask(poses.keypoints, poses.scores, h, w, kpt_thr)
+    visible = drawable_mask(poses.keypoints, poses.scores, h, w, kpt_thr)
     points = np.zeros(poses.keypoints.shape, np.int64)
     points[visible] = np.round(poses.keypoints[visible]).astype(np.int64)
     for i in range(len(poses)):

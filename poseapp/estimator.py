@@ -11,48 +11,19 @@ from typing import Sequence
 import numpy as np
 
 from poseapp import geometry
-from poseapp.codecs import HRNetHeatmap, MSRAHeatmap, RegressionCodec, SimCCCodec, SimDRCodec, UDPHeatmap
-from poseapp.codecs.flip import flip_coordinates, flip_heatmaps, flip_vectors
+from poseapp.codecs.table import Codec, codec_spec
 from poseapp.keypoints import KeypointSet, get_keypoint_set
 from poseapp.zoo import Recipe
 
 log = logging.getLogger(__name__)
 
-Codec = MSRAHeatmap | UDPHeatmap | HRNetHeatmap | RegressionCodec | SimCCCodec | SimDRCodec
 RawOutputs = tuple[np.ndarray, ...]  # (heatmaps,), (coords,) or (simcc_x, simcc_y): one array per output
-
-HEATMAP_CODECS = ("msra", "dark", "udp", "hrnet")
-VECTOR_CODECS = ("simcc", "simdr")
-COORDINATE_CODECS = ("regression", "rle")
 
 
 def as_outputs(out) -> tuple:
     """A network's output as a tuple: a tensor (heatmaps, coordinates) becomes a 1-tuple, SimCC's (x, y)
     pair stays a pair."""
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-
-def build_codec(recipe: Recipe) -> Codec:
-    """The decoder a recipe names."""
-    size, hm = recipe.input_size, recipe.heatmap_size
-    blur = int(recipe.codec_params.get("blur_kernel_size", 11))  # DARK and UDP refinement
-    if recipe.codec in HEATMAP_CODECS and hm is None:
-        raise ValueError(f"recipe {recipe.name}: codec '{recipe.codec}' needs a heatmap_size")
-    if recipe.codec == "msra":
-        return MSRAHeatmap(size, hm)
-    if recipe.codec == "dark":
-        return MSRAHeatmap(size, hm, unbiased=True, blur_kernel_size=blur)
-    if recipe.codec == "udp":
-        return UDPHeatmap(size, hm, blur_kernel_size=blur)
-    if recipe.codec == "hrnet":
-        return HRNetHeatmap(size, hm)
-    if recipe.codec in COORDINATE_CODECS:
-        return RegressionCodec(size)
-    if recipe.codec == "simcc":
-        return SimCCCodec(recipe.simcc_split_ratio)
-    if recipe.codec == "simdr":
-        return SimDRCodec(recipe.simcc_split_ratio)
-    raise ValueError(f"recipe {recipe.name}: unknown codec '{recipe.codec}'")
 
 
 def output_keypoint_set(recipe: Recipe) -> KeypointSet:
@@ -82,32 +53,24 @@ class Crops:
 def crop_center_scale(boxes: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """(N, 4) xyxy boxes -> the (centers, scales) of the crops the recipe's model sees (``Crops`` units)."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    if recipe.warp == "hrnet":
-        return geometry.hrnet_center_scale(b, recipe.input_size, recipe.bbox_padding)
-    return geometry.crop_center_scale(b, recipe.input_size, recipe.bbox_padding)
+    return geometry.warp_for(recipe.warp).center_scale(b, recipe.input_size, recipe.bbox_padding)
 
 
 def crop_areas(boxes: np.ndarray, recipe: Recipe) -> np.ndarray:
     """(N,) areas in pixels of those crops: the padded, aspect-fixed box (MMPose's OKS-NMS ``area``)."""
     _, scales = crop_center_scale(boxes, recipe)
-    if recipe.warp == "hrnet":
-        scales = scales * geometry.PIXEL_STD
-    return np.prod(scales, axis=1)
+    return np.prod(scales * geometry.warp_for(recipe.warp).pixels_per_unit, axis=1)
 
 
 def make_crops(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], recipe: Recipe) -> Crops:
     """Cut the model-input crops for every (N_i, 4) xyxy box of every image, in order."""
     size = recipe.input_size
     w, h = size
-    if recipe.warp == "hrnet":
-        warp = geometry.hrnet_warp_matrix
-    else:
-        warp = geometry.udp_warp_matrix if recipe.warp == "mmpose-udp" else geometry.warp_matrix
+    warp = geometry.warp_for(recipe.warp)
     pixels, centers, scales = [], [], []
     for image, b in zip(images, boxes):
-        c, s = crop_center_scale(b, recipe)
-        matrices = [warp(ci, si, size) for ci, si in zip(c, s)]
-        pixels += [geometry.warp_crop(image, m, size) for m in matrices]
+        c, s = warp.center_scale(np.asarray(b, dtype=np.float32).reshape(-1, 4), size, recipe.bbox_padding)
+        pixels += [geometry.warp_crop(image, warp.matrix(ci, si, size), size) for ci, si in zip(c, s)]
         centers.append(c)
         scales.append(s)
     if not pixels:
@@ -138,7 +101,10 @@ class TopDownEstimator:
         self.half = bool(half)
         self.batch_size = max(1, int(batch_size))
         self.flip_test = recipe.flip_test if flip_test is None else bool(flip_test)
-        self.codec = build_codec(recipe)
+        self.warp = geometry.warp_for(recipe.warp)  # looked up once per estimator, as the codec below
+        spec = codec_spec(recipe)
+        self.codec: Codec = spec.build(recipe)
+        self._activate = spec.activate or (lambda outputs: outputs)
         self.keypoint_set = output_keypoint_set(recipe)
         self._full_set = get_keypoint_set(recipe.keypoint_set)
         if self._full_set.num_keypoints != recipe.num_keypoints:
@@ -147,7 +113,7 @@ class TopDownEstimator:
         self.model = model.to(self.device).eval()
         if self.half:
             self.model = self.model.half()
-        if recipe.warp == "hrnet":  # ToTensor (/255) then Normalize with 0-1 mean/std
+        if self.warp.unit_range:  # ToTensor (/255) then Normalize with 0-1 mean/std
             mean = np.array(recipe.mean) / 255.0
             std = np.array(recipe.std) / 255.0
         else:
@@ -155,6 +121,10 @@ class TopDownEstimator:
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._flip_index = torch.as_tensor(self._full_set.flip_indices, device=self.device)
+        from poseapp.codecs.flip import flip_back_for
+
+        self._flip_back = flip_back_for(spec.outputs, self._flip_index, shift_heatmap=recipe.shift_heatmap,
+                                        shift_coords=recipe.shift_coords, input_width=recipe.input_size[0])
 
     # -------------------------------------------------------------- network side
 
@@ -164,32 +134,15 @@ class TopDownEstimator:
 
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2)
         x = x[:, [2, 1, 0]].float()  # BGR -> RGB
-        if self.recipe.warp == "hrnet":
+        if self.warp.unit_range:
             x = x.div(255)
         x = (x - self._mean) / self._std
         return x.half() if self.half else x
 
     def _run(self, x) -> tuple:
-        """The network on a normalised batch, as an activated float32 tuple (see ``_activate``)."""
+        """The network on a normalised batch, as a float32 tuple through the codec's activation (RLE's
+        sigma logits through the sigmoid; ``codecs.table``)."""
         return self._activate(tuple(t.float() for t in as_outputs(self.model(x))))
-
-    def _activate(self, outputs: tuple) -> tuple:
-        """Raw head outputs -> what the flip average and codec take: RLE sigma logits pass through the
-        sigmoid (MMPose ``RLEHead.predict`` does so before the flip average); others are unchanged."""
-        if self.recipe.codec != "rle":
-            return outputs
-        coords = outputs[0].clone()
-        coords[..., 2:] = coords[..., 2:].sigmoid()
-        return (coords,)
-
-    def _flip_back(self, outputs: tuple) -> tuple:
-        """Outputs for the mirrored crop -> aligned with the original's, for the recipe's output kind."""
-        codec = self.recipe.codec
-        if codec in HEATMAP_CODECS:
-            return (flip_heatmaps(outputs[0], self._flip_index, self.recipe.shift_heatmap),)
-        if codec in VECTOR_CODECS:
-            return flip_vectors(outputs[0], outputs[1], self._flip_index)
-        return (flip_coordinates(outputs[0], self._flip_index, self.recipe.shift_coords, self.recipe.input_size[0]),)
 
     def forward(self, crops: np.ndarray) -> RawOutputs:
         """(M, h, w, 3) uint8 crops -> the raw outputs for all of them (flip test applied), in chunks.
@@ -226,17 +179,15 @@ class TopDownEstimator:
             boxes: per image, (N_i, 4) xyxy boxes in that image's pixels.
 
         Returns:
-            per image, (keypoints (N_i, K, 2) image pixels, scores (N_i, K)).
+            per image, (keypoints (N_i, K, 2) float64 image pixels, scores (N_i, K) float64), for every codec.
         """
         crops = make_crops(images, boxes, self.recipe)
         counts = [len(np.asarray(b).reshape(-1, 4)) for b in boxes]
         if not len(crops.pixels):
             k = self.keypoint_set.num_keypoints
-            return [(np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)) for _ in counts]
+            return [(np.zeros((0, k, 2), np.float64), np.zeros((0, k), np.float64)) for _ in counts]
         keypoints, scores = self.decode(self.forward(crops.pixels))
-        if self.recipe.warp == "hrnet":
-            keypoints = geometry.hrnet_crop_to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
-        else:
-            keypoints = geometry.crop_to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
+        keypoints = self.warp.to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
+        keypoints, scores = keypoints.astype(np.float64), scores.astype(np.float64)  # one dtype, whatever the codec
         splits = np.cumsum(counts)[:-1]
         return list(zip(np.split(keypoints, splits), np.split(scores, splits)))

@@ -9,14 +9,27 @@ Two conventions are implemented bit for bit, because published accuracy depends 
   ``/ 200 * 1.25`` ("pixel_std" units), a 3-point warp built along the y axis, and keypoints mapped
   back with ``kpt * scale * 200 / input_w + center - scale * 200 / 2``.
 
-All arrays are float32 as in the references; shapes are in the docstrings.
+All arrays are float32 as in the references; shapes are in the docstrings. :data:`WARPS` names each
+convention's functions, so a caller looks its convention up once.
 """
 from __future__ import annotations
 
-import cv2
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 PIXEL_STD = 200.0
+
+
+def xywh_to_xyxy(xywh: "np.ndarray | list", dtype: type = np.float64) -> np.ndarray:
+    """(..., 4) COCO ``[x, y, w, h]`` -> ``[x, y, x + w, y + h]`` in ``dtype``, the one conversion: float64 for
+    boxes files and saved predictions (their callers round once to float32 after checking the range), float32
+    where MMPose reads detections as float32 first (``_load_detection_results``); its numbers follow both."""
+    b = np.asarray(xywh, dtype)
+    if b.shape[-1:] != (4,):
+        raise ValueError(f"a COCO box is 4 numbers [x, y, w, h], got shape {b.shape}")
+    return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:]], axis=-1)
 
 
 # ---------------------------------------------------------------- MMPose convention
@@ -60,6 +73,8 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
     dst[1] = np.array([dst_w * 0.5, dst_h * 0.5]) + np.array([dst_w * -0.5, 0.0])
     src[2] = _third_point(src[0], src[1])
     dst[2] = _third_point(dst[0], dst[1])
+    import cv2  # on first use: the box helpers above need only numpy
+
     return cv2.getAffineTransform(src, dst)
 
 
@@ -119,6 +134,8 @@ def hrnet_warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[
     dst[1] = np.array([dst_w * 0.5, dst_h * 0.5]) + np.array([0, dst_w * -0.5], dtype=np.float32)
     src[2] = _third_point(src[0], src[1]).astype(np.float32)
     dst[2] = _third_point(dst[0], dst[1]).astype(np.float32)
+    import cv2  # on first use: the box helpers above need only numpy
+
     return cv2.getAffineTransform(src, dst)
 
 
@@ -137,4 +154,38 @@ def hrnet_crop_to_image(keypoints: np.ndarray, center: np.ndarray, scale: np.nda
 
 def warp_crop(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
     """Warp ``image`` (H, W, 3) with a 2x3 ``matrix`` into an (h, w, 3) crop, bilinear, black border."""
+    import cv2
+
     return cv2.warpAffine(image, matrix, (int(output_size[0]), int(output_size[1])), flags=cv2.INTER_LINEAR)
+
+
+# ---------------------------------------------------------------- the table of conventions
+
+
+@dataclass(frozen=True)
+class Warp:
+    """One crop convention (a recipe's ``warp``): box -> (centre, scale), the warp matrix, and the way back.
+
+    ``pixels_per_unit`` turns its scales into pixels (1, or the HRNet repo's 200-pixel units);
+    ``unit_range``: its normalisation divides the pixels by 255 first (the HRNet repo's ToTensor)."""
+
+    center_scale: Callable[[np.ndarray, tuple[int, int], float], tuple[np.ndarray, np.ndarray]]
+    matrix: Callable[[np.ndarray, np.ndarray, tuple[int, int]], np.ndarray]
+    to_image: Callable[[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]], np.ndarray]
+    pixels_per_unit: float = 1.0
+    unit_range: bool = False
+
+
+WARPS: dict[str, Warp] = {
+    "mmpose": Warp(crop_center_scale, warp_matrix, crop_to_image),
+    "mmpose-udp": Warp(crop_center_scale, udp_warp_matrix, crop_to_image),
+    "hrnet": Warp(hrnet_center_scale, hrnet_warp_matrix, hrnet_crop_to_image, PIXEL_STD, True),
+}
+
+
+def warp_for(name: str) -> Warp:
+    """The convention ``name`` (``mmpose``, ``mmpose-udp``, ``hrnet``); ValueError for another."""
+    try:
+        return WARPS[name]
+    except KeyError:
+        raise ValueError(f"unknown warp '{name}' (known: {', '.join(WARPS)})") from None

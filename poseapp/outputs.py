@@ -1,6 +1,8 @@
-"""Where a run's outputs go, checked against its inputs before anything is written.
+"""Where a run's outputs go: named from the source, checked against its inputs before anything is written,
+and opened as one set of writers.
 
-An annotated copy takes its input's name (``photos/a.jpg`` -> ``<out>/a.jpg``), so an ``--out`` that is
+:func:`open_outputs` is the one place that chooses the writers for a source (annotated images or a video, a
+JSON document or JSON Lines). An annotated copy takes its input's name (``photos/a.jpg`` -> ``<out>/a.jpg``), so an ``--out`` that is
 a source folder would overwrite the originals. :func:`check_outputs_apart` refuses that, and an
 ``--out`` that a later run of the same source would read back as input (inside a folder the run walks
 recursively, or matched by its glob pattern).
@@ -10,15 +12,74 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from poseapp.errors import OutputError
-from poseapp.sinks import image_output_name, video_output_name
+from poseapp.errors import OutputError, arg
+from poseapp.sinks import (ImageWriter, JsonlWriter, JsonWriter, Sink, VideoWriter, image_output_name,
+                           video_output_name)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from poseapp.results import FrameResult
+    from poseapp.sources import Source
+
+
+class Outputs:
+    """The writers of one run, as one: ``write(result, annotated)`` goes to each; closing (also through an
+    exception) finalises every one of them, the last opened first."""
+
+    def __init__(self, sinks: list[Sink], stack: ExitStack) -> None:
+        self.sinks = sinks
+        self._stack = stack
+
+    @property
+    def needs_image(self) -> bool:
+        """Whether a writer takes the drawn frame (else the run need not draw)."""
+        return any(s.needs_image for s in self.sinks)
+
+    def write(self, result: "FrameResult", annotated: "np.ndarray | None") -> None:
+        for sink in self.sinks:
+            sink.write(result, annotated)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "Outputs":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+
+def open_outputs(source: "Source", out: Path | None, *, media: bool = True, keypoints: bool = False,
+                 meta: dict[str, Any] | None = None) -> Outputs:
+    """The writers a run of ``source`` into the folder ``out`` needs: annotated media (``media``: images
+    under their names, or ``<stem>.mp4`` at the source's rate, fps / stride) and the keypoint file
+    (``keypoints``: ``predictions.json`` or ``<stem>.jsonl``, see :func:`keypoints_output_name`), with
+    ``meta`` in its header. ``out`` None: no writer."""
+    sinks: list[Sink] = []
+    stack = ExitStack()
+    with ExitStack() as opening:  # a writer that fails to open closes the ones opened before it
+        opening.enter_context(stack)
+        if out is not None:
+            out = Path(out)
+            if media and source.kind == "image":
+                sinks.append(stack.enter_context(ImageWriter(out, root=source.root)))
+            elif media:  # the frame size is the first frame's (a capture may report the size before rotation)
+                fps = source.fps / source.vid_stride if source.fps else None
+                sinks.append(stack.enter_context(VideoWriter(out / video_output_name(source.stem), fps)))
+            if keypoints:
+                writer = JsonWriter if source.kind == "image" else JsonlWriter
+                sinks.append(stack.enter_context(writer(out / keypoints_output_name(source), meta)))
+        opening.pop_all()
+    return Outputs(sinks, stack)
 
 def keypoints_output_name(source) -> str:
     """The keypoint file of a run: one JSON document for images, JSON Lines for a video or stream."""
-    return "predictions.json" if source.kind == "images" else f"{source.stem}.jsonl"
+    return "predictions.json" if source.kind == "image" else f"{source.stem}.jsonl"
 
 
 def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = True) -> list[Path]:
@@ -27,7 +88,7 @@ def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = 
     out = Path(out)
     if not media:
         files = []
-    elif source.kind == "images":
+    elif source.kind == "image":
         files = [out / image_output_name(Path(p), source.root) for p in getattr(source, "paths", [])]
     else:
         files = [out / video_output_name(source.stem)]
@@ -68,14 +129,14 @@ def _glob_reaches(pattern: str, path: Path) -> bool:
 
 
 def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: bool = True,
-                        other_inputs: Iterable[Path] = (), flag: str = "--out") -> list[Path]:
+                        other_inputs: Iterable[Path] = (), flag: str = arg("out_dir")) -> list[Path]:
     """Raise OutputError when writing ``source``'s outputs into ``out`` would overwrite one of its input
     files (or one of ``other_inputs``, such as a --boxes file), or put them where the source would read
     them next time. No file is touched. Returns the planned outputs (``planned_outputs``)."""
     out = Path(out)
     walks = source.walks
     if isinstance(walks, Path) and _inside(_real(out), _real(walks)):
-        raise OutputError(f"{flag} {out} lies inside '{walks}', which --recursive walks: the outputs would be "
+        raise OutputError(f"{flag} {out} lies inside '{walks}', which {arg('recursive')} walks: the outputs would be "
                           f"read as inputs next time; choose an {flag} outside '{walks}'")
     inputs = [*source.input_files(), *(Path(p) for p in other_inputs)]
     planned = planned_outputs(source, out, media=media, keypoints=keypoints)

@@ -64,7 +64,7 @@ class Detections:
 
 
 @dataclass(frozen=True)
-class Person:
+class Instance:
     """One instance of a FrameResult (a person, an animal, a garment...)."""
 
     box: np.ndarray  # (4,) xyxy
@@ -107,7 +107,7 @@ class Poses:
 class FrameResult:
     """What the pipeline yields per frame: the frame and the poses found in it.
 
-    ``result[i]`` is the i-th Person; ``len(result)`` the number of instances.
+    ``result[i]`` is the i-th Instance; ``len(result)`` the number of instances.
     """
 
     frame: Frame
@@ -117,13 +117,13 @@ class FrameResult:
     def __len__(self) -> int:
         return len(self.poses)
 
-    def __getitem__(self, i: int) -> Person:
+    def __getitem__(self, i: int) -> Instance:
         p = self.poses
         if not -len(p) <= i < len(p):
             raise IndexError(f"instance {i} out of range ({len(p)} instances)")
-        return Person(p.boxes[i], float(p.box_scores[i]), p.keypoints[i], p.scores[i])
+        return Instance(p.boxes[i], float(p.box_scores[i]), p.keypoints[i], p.scores[i])
 
-    def __iter__(self) -> Iterator[Person]:
+    def __iter__(self) -> Iterator[Instance]:
         return (self[i] for i in range(len(self)))
 
     @property

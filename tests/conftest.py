@@ -138,17 +138,18 @@ def make_truncated_avi(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def reuse_loaded_models():
     """Within a test module, the CLI loads each (checkpoint, options) once (about 3 s each): a miss calls
-    the real ``poseapp.api.create_model``, so its errors are unchanged. Torch runs one intra-op thread:
+    the real ``poseapp.create.create_model``, so its errors are unchanged. Torch runs one intra-op thread:
     when other processes share the 2 cores, two OpenMP threads spin against them (measured 9.5 s a crop
     instead of 0.26 s)."""
     import torch
 
-    import poseapp.api
+    import poseapp.create
 
-    real, cache = poseapp.api.create_model, {}
+    real, cache = poseapp.create.create_model, {}
 
     def cached(model, **kw):
-        key = (str(model), tuple(sorted(kw.items())))
+        recipe = getattr(model, "recipe", None)  # a ResolvedModel: its path and the recipe it was resolved as
+        key = (str(model), getattr(recipe, "name", None), tuple(sorted(kw.items())))
         if key not in cache:
             cache[key] = real(model, **kw)
         return cache[key]
@@ -157,7 +158,7 @@ def reuse_loaded_models():
     torch.set_num_threads(1)
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(poseapp.api, "create_model", cached)
+            mp.setattr(poseapp.create, "create_model", cached)
             yield
     finally:
         torch.set_num_threads(threads)

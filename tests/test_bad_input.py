@@ -809,7 +809,7 @@ def run_case(case: Case, tmp: Path, mp: pytest.MonkeyPatch, ckpt: Path) -> Run:
     t = Ctx(tmp, mp, ckpt)
     args = [str(a) for a in case.build(t)]
     if not case.model:
-        import poseapp.api
+        import poseapp.create
         import poseapp.boxes.yolo
 
         def refuse(what):
@@ -818,7 +818,7 @@ def run_case(case: Case, tmp: Path, mp: pytest.MonkeyPatch, ckpt: Path) -> Run:
                 raise AssertionError(f"a {what} was created")
             return fail
 
-        mp.setattr(poseapp.api, "create_model", refuse("pose model"))
+        mp.setattr(poseapp.create, "create_model", refuse("pose model"))
         mp.setattr(poseapp.boxes.yolo, "YoloDetector", refuse("detector"))
     before = snapshot(tmp)
     handler = _Collect()

@@ -44,12 +44,12 @@ def pose(make_checkpoint) -> list[str]:
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fail the test if the CLI gets as far as loading a pose model."""
-    import poseapp.api
+    import poseapp.create
 
     def refuse(*args, **kwargs):
         raise AssertionError("a pose model was loaded")
 
-    monkeypatch.setattr(poseapp.api, "create_model", refuse)
+    monkeypatch.setattr(poseapp.create, "create_model", refuse)
 
 
 def cli(*args) -> Result:
@@ -302,6 +302,14 @@ def predict_opts(*args) -> dict:
     return predict.make_context("predict", ["--source", "x.jpg", *map(str, args)]).params
 
 
+def _build_detector(opts: dict, recipe, device: str):
+    """The detector predict builds from its parsed flags (``predict_options`` -> ``job.detector_for``)."""
+    from poseapp.cli.predict import predict_options
+    from poseapp.job import detector_for
+
+    return detector_for(predict_options(opts), recipe, device)
+
+
 def recipe_of(dataset: str):
     """A zoo recipe of ``dataset``, or a stand-in with the fields _build_detector reads."""
     from types import SimpleNamespace
@@ -333,7 +341,7 @@ def fake_yolo(monkeypatch):
 
 @pytest.mark.parametrize("dataset", sorted(DEFAULT_CLASSES))
 def test_each_data_set_gets_its_default_boxes(dataset, fake_yolo):
-    from poseapp.cli.predict import DEFAULT_DET_MODEL, _build_detector
+    from poseapp.cli.predict import DEFAULT_DET_MODEL
     from poseapp.boxes import WholeFrameDetector
 
     detector = _build_detector(predict_opts(), recipe_of(dataset), "cpu")
@@ -345,7 +353,6 @@ def test_each_data_set_gets_its_default_boxes(dataset, fake_yolo):
 
 
 def test_every_zoo_model_gets_its_data_sets_boxes(fake_yolo):
-    from poseapp.cli.predict import _build_detector
     from poseapp.boxes import WholeFrameDetector, box_rule_for
     from poseapp.zoo import list_recipes
 
@@ -359,7 +366,6 @@ def test_every_zoo_model_gets_its_data_sets_boxes(fake_yolo):
 
 
 def test_options_override_the_default_boxes(tmp_path, fake_yolo):
-    from poseapp.cli.predict import _build_detector
     from poseapp.boxes import BoxesFile, WholeFrameDetector
 
     boxes = tmp_path / "boxes.json"
@@ -378,8 +384,7 @@ def test_options_override_the_default_boxes(tmp_path, fake_yolo):
 
 def test_face_from_builds_the_person_model_on_person_boxes(monkeypatch, fake_yolo):
     """--face-from: YOLO keeps persons, the named model (mocked) finds their heads, FaceFromPose makes the boxes."""
-    import poseapp.api
-    from poseapp.cli.predict import _build_detector
+    import poseapp.create
     from poseapp.boxes import FaceFromPose, WholeFrameDetector
     from poseapp.keypoints import get_keypoint_set
 
@@ -403,13 +408,14 @@ def test_face_from_builds_the_person_model_on_person_boxes(monkeypatch, fake_yol
         calls.append((model, kwargs))
         return HeadModel()
 
-    monkeypatch.setattr(poseapp.api, "create_model", create_model)
+    monkeypatch.setattr(poseapp.create, "create_model", create_model)
     opts = predict_opts("--face-from", "res50_coco-256x192", "--face-from-thr", 0.4, "--no-flip", "--batch-size", 4)
     detector = _build_detector(opts, recipe_of("wflw"), "cpu")
     assert isinstance(detector, FaceFromPose) and detector.thr == 0.4
     assert isinstance(detector.persons, FakeYolo) and tuple(detector.persons.kwargs["classes"]) == (0,)
-    assert calls == [("res50_coco-256x192", dict(arch=None, device="cpu", half=False, batch_size=4,
-                                                 flip_test=False, flags=("--face-from", "--face-from-arch")))]
+    (model, kwargs), = calls  # the person model, resolved once, with predict's options
+    assert model.recipe.name == "res50_coco-256x192" and model.path is None
+    assert kwargs == dict(device="cpu", half=False, batch_size=4, flip_test=False, offline=False)
     frame = Frame(np.zeros((100, 80, 3), np.uint8), "face.jpg")
     (faces,) = detector([frame])  # person [10, 10, 60, 90]: a head 16.7 px wide at its top
     np.testing.assert_allclose(faces.boxes, [[35 - 25 / 3, 10, 35 + 25 / 3, 10 + 50 / 3]], atol=1e-3)
@@ -699,3 +705,39 @@ def test_help_and_version_real_process():
     result = cli("--version")
     assert result.exit_code == 0 and __version__ in result.stdout
 
+
+
+def test_a_refused_run_folder_beside_an_existing_one_is_removed(tmp_path, no_model_load):
+    """--out runs/predict exists, so the run would write runs/predict2; that lies inside the folder
+    --recursive walks and is refused: the refused folder is removed again (only what was there stays)."""
+    runs = tmp_path / "runs"
+    (runs / "predict").mkdir(parents=True)
+    write_png(runs / "a.png")
+    line = error_line(cli("--source", runs, "--recursive", "--out", runs / "predict"))
+    assert "which --recursive walks" in line and "predict2" in line
+    assert sorted(p.name for p in runs.iterdir()) == ["a.png", "predict"]
+
+
+def test_errors_name_the_option_in_python_and_the_flag_on_the_command_line(tmp_path, no_model_load):
+    """The library names the option that was wrong as PredictOptions calls it; predict shows its flag."""
+    from poseapp import PredictOptions, run_predict
+    from poseapp.errors import PoseAppError
+
+    folder = tmp_path / "photos"
+    image = write_png(folder / "x.png")
+    inside = folder / "out"
+    cases = [  # (PredictOptions fields, its words; predict's flags, their words)
+        (dict(source=""), "source is empty", ["--source", ""], "--source is empty"),
+        (dict(source=str(image), det_classes=[]), "det_classes is empty", ["--source", image, "--det-classes", " , "],
+         "--det-classes is empty: name detector classes or ids, e.g. --det-classes person,dog"),
+        (dict(source=str(image), pose_model=str(tmp_path / "no.pth")), "(check pose_model, or pass a zoo name",
+         ["--source", image, "--pose-model", tmp_path / "no.pth"], "(check --pose-model, or pass a zoo name"),
+        (dict(source=str(folder), recursive=True, out_dir=str(inside)), f"out_dir {inside} lies inside",
+         ["--source", folder, "--recursive", "--out", inside], f"--out {inside} lies inside"),
+    ]
+    for options, words, args, flag_words in cases:
+        with pytest.raises(PoseAppError) as e:
+            run_predict(PredictOptions(**{"out_dir": str(tmp_path / "out"), **options}))
+        assert words in str(e.value) and "\x1f" not in str(e.value), str(e.value)
+        assert flag_words in error_line(cli(*args, *([] if "--out" in args else ["--out", tmp_path / "out"])))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # no run folder left behind

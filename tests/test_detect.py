@@ -155,7 +155,8 @@ def test_missing_model_path_raises_detector_error(tmp_path):
     with pytest.raises(DetectorError) as e:
         YoloDetector(missing)
     msg = str(e.value)
-    assert str(missing) in msg and "--det-model PATH" in msg and "yolo11n.pt" in msg and "\n" not in msg
+    assert str(missing) in msg and "det_model PATH" in msg and "yolo11n.pt" in msg and "\n" not in msg
+    assert "pass --det-model PATH" in e.value.render({"det_model": "--det-model"})  # predict's words
 
 
 def test_unknown_bare_name_is_not_fetched():
@@ -555,14 +556,14 @@ def test_face_from_pose_needs_coco_head_keypoints():
     model = FakePersonModel([], keypoint_set="ap10k")
     with pytest.raises(DetectorError, match="has the ap10k keypoint set: face boxes need a person model") as e:
         FaceFromPose(WholeFrameDetector(), model)
-    assert "--face-from" in str(e.value) and "\n" not in str(e.value)
+    assert "e.g. face_from res50_coco" in str(e.value) and "\n" not in str(e.value)
     assert get_keypoint_set("coco").names[:5] == COCO_HEAD
 
 
 @pytest.fixture(scope="module")
 def person_model(make_checkpoint):
     """A COCO ResNet-50 heatmap model with the parity checkpoint's random weights, flip test off."""
-    from poseapp.api import create_model
+    from poseapp.create import create_model
 
     return create_model(make_checkpoint("coco_res50_hm", "1x"), arch="res50_coco-256x192", device="cpu",
                         flip_test=False)

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import DATA, DETECTOR, needs_shared
-from poseapp.api import create_model  # the real one (the CLI runs below get a caching wrapper)
+from poseapp.create import create_model  # the real one (the CLI runs below get a caching wrapper)
 from poseapp.cli import main
 
 
@@ -306,7 +306,7 @@ def test_python_api_matches_cli(ckpt, coco_run):
     indexable and serialisable, with the keypoints the CLI saved for the same images."""
     from poseapp.boxes import YoloDetector
     from poseapp.pipeline import Pipeline
-    from poseapp.results import Person
+    from poseapp.results import Instance
     from poseapp.sources import open_source
 
     pipeline = Pipeline(create_model(ckpt, arch=ARCH, device="cpu", flip_test=False), YoloDetector(DETECTOR))
@@ -320,7 +320,7 @@ def test_python_api_matches_cli(ckpt, coco_run):
         assert n == len(entry["instances"]) > 0
         assert result.keypoints.shape == (n, 17, 2) and result.scores.shape == (n, 17) and result.boxes.shape == (n, 4)
         first, last = result[0], result[-1]
-        assert isinstance(first, Person) and first.keypoints.shape == (17, 2) and first.scores.shape == (17,)
+        assert isinstance(first, Instance) and first.keypoints.shape == (17, 2) and first.scores.shape == (17,)
         np.testing.assert_array_equal(last.keypoints, result.keypoints[n - 1])
         with pytest.raises(IndexError):
             result[n]

@@ -71,7 +71,7 @@ def test_saved_predictions_reproduce_mmpose(tmp_path, name):
 def test_ground_truth_scores_perfect(tmp_path, name):
     """Each annotated instance predicted at its ground truth (score 1, on its own box): AP/AR 1, PCK 1 (MPII
     100), EPE 0, NME 0; MMPose's AUC peaks at 0.95 (its first threshold is 0 and a hit is d < thr)."""
-    from poseapp.evaluation.evaluate import read_eval_set
+    from poseapp.evaluation.scoring import read_eval_set
 
     fx = fixture(name)
     headboxes = METRICS / "aux" / "mpii_headboxes_derived.mat" if name == "mpii" else None

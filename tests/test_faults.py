@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from poseapp.cli import main
-from poseapp.sinks import _host_tag
+from poseapp.sinks.files import _host_tag
 
 ARCH = "mobilenetv2-rle_coco-256x192"
 

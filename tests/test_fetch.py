@@ -135,7 +135,7 @@ def test_fetch_offline_makes_no_request(mirror, monkeypatch, tmp_path):
     result = cli("fetch", ZEBRA, "--offline")
     assert result.exit_code == 1
     (line,) = errors(result)
-    assert f"{recipe.filename} is not in the cache (POSEAPP_OFFLINE is set)" in line
+    assert f"{recipe.filename} is not in the cache (offline: --offline or POSEAPP_OFFLINE)" in line
     assert f"python infer.py fetch {ZEBRA}" in line
     assert mirror.requests == []
 
@@ -216,7 +216,7 @@ def test_a_zoo_name_is_fetched_on_first_use_then_used_from_the_cache(mirror, mon
     monkeypatch.setenv("POSEAPP_HOME", str(tmp_path / "empty"))
     result = cli(*args, "--out", tmp_path / "out2", "--offline")
     (line,) = errors(result)
-    assert result.exit_code == 2 and "is not in the cache (POSEAPP_OFFLINE is set)" in line
+    assert result.exit_code == 2 and "is not in the cache (offline: --offline or POSEAPP_OFFLINE)" in line
     assert f"python infer.py fetch {name}" in line and len(mirror.requests) == 1
 
 

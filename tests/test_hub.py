@@ -18,6 +18,8 @@ import pytest
 from conftest import ROOT
 
 from poseapp import hub
+import poseapp.hub.cache  # noqa: F401 (hub.cache, hub.download: where the patched names are used)
+import poseapp.hub.downloads  # noqa: F401
 from poseapp.hub import DownloadError, cache_dir, cached_path, check_file_hash, download, fetch, mirror_url, sha256_of
 
 GOOD = np.random.default_rng(0).integers(0, 256, 3 * (1 << 20) + 123, dtype=np.uint8).tobytes()
@@ -233,7 +235,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 def sleeps(monkeypatch) -> list[float]:
     """hub's back-off sleeps, recorded instead of slept (no route's answer depends on the time between tries)."""
     seen: list[float] = []
-    monkeypatch.setattr(hub, "_sleep", seen.append)
+    monkeypatch.setattr(hub.downloads, "_sleep", seen.append)
     return seen
 
 
@@ -525,7 +527,7 @@ def test_drive_quota_page_names_the_url_and_the_fix(drive, cache, sleeps):
 
 
 def test_gdrive_hosts_decides_the_gdown_path(server, cache, monkeypatch):
-    monkeypatch.setattr(hub, "GDRIVE_HOSTS", ("127.0.0.1",))
+    monkeypatch.setattr(hub.downloads, "GDRIVE_HOSTS", ("127.0.0.1",))
     assert fetch(server.url("good.pth"), "m.pth", GOOD_SHA[:8], progress=False).read_bytes() == GOOD
     assert server.requests[0].user_agent.startswith("Mozilla")  # gdown, not poseapp's own client
     with pytest.raises(DownloadError, match="answered a web page instead of the file"):
@@ -573,7 +575,7 @@ def test_offline_and_absent_raises_with_the_fix(server, cache, monkeypatch):
     with pytest.raises(DownloadError) as e:
         fetch(server.url("good.pth"), "hrnet.pth", GOOD_SHA[:8], name="hrnet-w32_coco")
     msg = str(e.value)
-    assert "hrnet.pth is not in the cache (POSEAPP_OFFLINE is set)" in msg
+    assert "hrnet.pth is not in the cache (offline: --offline or POSEAPP_OFFLINE)" in msg
     assert "run `python infer.py fetch hrnet-w32_coco` on a machine with internet" in msg
     assert f"copy the file to {cache / 'hrnet.pth'}" in msg
     assert server.requests == []
@@ -589,7 +591,7 @@ def test_offline_cache_hit_still_works(server, cache, monkeypatch):
 
 def test_offline_refuses_a_drive_url_without_any_request(drive, cache, monkeypatch):
     monkeypatch.setenv("POSEAPP_OFFLINE", "1")
-    with pytest.raises(DownloadError, match="m.pth is not in the cache \\(POSEAPP_OFFLINE is set\\)"):
+    with pytest.raises(DownloadError, match="m.pth is not in the cache \\(offline: --offline or POSEAPP_OFFLINE\\)"):
         fetch(DRIVE_URL.format("GOODID"), "m.pth", name="rtm_coco")
     assert drive.requests == []
 
@@ -597,7 +599,7 @@ def test_offline_refuses_a_drive_url_without_any_request(drive, cache, monkeypat
 def test_download_itself_refuses_offline(server, tmp_path, monkeypatch):
     monkeypatch.setenv("POSEAPP_OFFLINE", "1")
     for url in (server.url("good.pth"), DRIVE_URL.format("GOODID")):
-        with pytest.raises(DownloadError, match=f"POSEAPP_OFFLINE is set: not downloading {re.escape(url)}"):
+        with pytest.raises(DownloadError, match=f"offline \\(--offline or POSEAPP_OFFLINE\\): not downloading {re.escape(url)}"):
             download(url, tmp_path / "m.pth", progress=False)
     assert server.requests == [] and files_in(tmp_path) == []
 
@@ -625,7 +627,7 @@ def hashes(monkeypatch) -> list[Path]:
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(hub, "sha256_of", counting)
+    monkeypatch.setattr(hub.cache, "sha256_of", counting)
     return calls
 
 

@@ -233,7 +233,7 @@ def test_checkpoint_recipe_mismatch_names_both(fixture, recipe, holds, checkpoin
     the CLI (exit 2, no traceback)."""
     from click.testing import CliRunner
 
-    from poseapp.api import create_model
+    from poseapp.create import create_model
     from poseapp.cli import main
     from poseapp.zoo import get_recipe
 
@@ -259,7 +259,8 @@ def test_keypoint_count_mismatch_is_a_one_line_error(checkpoints):
     with pytest.raises(CheckpointError) as err:
         load_weights(meta_model("resnet50", 20), path)
     msg = str(err.value)
-    assert path.name in msg and "\n" not in msg and "--pose-arch" in msg
+    assert path.name in msg and "\n" not in msg and msg.endswith("pass arch with the zoo name it follows")
+    assert err.value.render({"arch": "--pose-arch"}).endswith("pass --pose-arch with the zoo name it follows")
     assert "head.final_layer.weight: checkpoint (17, 256, 1, 1) vs model (20, 256, 1, 1)" in msg
 
 
@@ -494,3 +495,31 @@ def test_rtmpose_t_runs_and_channel_attention_is_hard_sigmoid():
     feats = torch.tensor([1.5, 4.0]).view(1, 2, 1, 1)
     # relu6(x + 3) / 6: 1.5 -> 0.75, 4.0 -> 1.0 (a logistic sigmoid would give 0.82 and 0.98)
     torch.testing.assert_close(attention(feats).flatten(), torch.tensor([1.5 * 0.75, 4.0]))
+
+
+_SMALLEST = ("mobilenetv2", "rtmpose-t", "resnet50", "cspnext-m", "hrnet-w32", "simdr-w32")
+
+
+@pytest.mark.parametrize("codec, warp", [("msra", "mmpose"), ("dark", "mmpose"), ("udp", "mmpose-udp"),
+                                         ("hrnet", "hrnet"), ("regression", "mmpose"), ("rle", "mmpose"),
+                                         ("simcc", "mmpose"), ("simdr", "hrnet")])
+def test_every_codec_gives_float64_image_keypoints(codec, warp):
+    """One keypoint dtype whatever the codec (issue 13): float64 keypoints and scores, flip test on, for an
+    image with boxes and one without; the keypoints land in the image around the box."""
+    import torch
+
+    from poseapp.estimator import TopDownEstimator
+    from poseapp.models import build_model
+    from poseapp.zoo import list_recipes
+
+    recipes = [r for r in list_recipes() if (r.codec, r.warp) == (codec, warp)]
+    recipe = min(recipes, key=lambda r: next((i for i, a in enumerate(_SMALLEST) if r.arch.startswith(a)), 99))
+    torch.manual_seed(0)
+    estimator = TopDownEstimator(build_model(recipe.arch, recipe.num_keypoints, recipe.input_size), recipe,
+                                 flip_test=True)
+    image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)
+    (kpts, scores), (none_k, none_s) = estimator([image, image], [np.array([[40.0, 30, 200, 220]]), np.zeros((0, 4))])
+    k = estimator.keypoint_set.num_keypoints
+    assert kpts.shape == (1, k, 2) and scores.shape == (1, k) and none_k.shape == (0, k, 2) and none_s.shape == (0, k)
+    assert {a.dtype for a in (kpts, scores, none_k, none_s)} == {np.dtype(np.float64)}, recipe.name
+    assert np.isfinite(kpts).all() and (kpts > -200).all() and (kpts < 520).all(), recipe.name

@@ -23,7 +23,7 @@ def photos(tmp_path):
 
 
 def test_an_annotated_copy_over_its_original_is_refused(photos):
-    with pytest.raises(OutputError, match=r"--out .* would overwrite the input '.*a\.png'"):
+    with pytest.raises(OutputError, match=r"out_dir .* would overwrite the input '.*a\.png'"):
         check_outputs_apart(open_source(photos), photos)
     check_outputs_apart(open_source(photos), photos, media=False)  # --json --no-save: predictions.json only
     check_outputs_apart(open_source(photos), photos.parent)  # a.png lands beside photos/, not over it
@@ -49,7 +49,7 @@ def test_other_inputs_such_as_a_boxes_file(photos, tmp_path):
 
 
 def test_inside_a_recursive_walk(photos):
-    with pytest.raises(OutputError, match="which --recursive walks"):
+    with pytest.raises(OutputError, match="which recursive walks"):
         check_outputs_apart(open_source(photos, recursive=True), photos / "sub" / "runs")
     check_outputs_apart(open_source(photos), photos / "runs")  # not walked: its files are never read
 

@@ -142,7 +142,7 @@ def assert_parity(kp: np.ndarray, sc: np.ndarray, ref_kp: np.ndarray, ref_sc: np
 @pytest.fixture(scope="module")
 def parity_models(make_checkpoint):
     """fixture name -> (1.x estimator via create_model, images, boxes); built once per module."""
-    from poseapp.api import create_model
+    from poseapp.create import create_model
 
     cache: dict[str, tuple] = {}
 
@@ -253,7 +253,7 @@ def test_api_reproduces_reference(name, flip, parity_models):
 @pytest.mark.parametrize("name", [n for n, (_, layouts) in CASES.items() if "0x" in layouts])
 def test_0x_checkpoint_gives_identical_predictions(name, parity_models, make_checkpoint):
     """The MMPose 0.x layout (keypoint_head.*) of the same weights loads strictly and predicts identically."""
-    from poseapp.api import create_model
+    from poseapp.create import create_model
 
     estimator, _, images, boxes = parity_models(name)
     old = create_model(make_checkpoint(name, "0x"), arch=estimator.recipe.name, device="cpu", flip_test=False)

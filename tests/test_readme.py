@@ -149,8 +149,8 @@ def readme_world(tmp_path, monkeypatch, make_checkpoint, capsys):
 
     real_fetch = poseapp.boxes.yolo.fetch_detector
 
-    def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
-        return DETECTOR if name == _DETECTOR_NAME else real_fetch(name, cache=cache)
+    def fetch_detector(name: str, *, cache: Path | None = None, offline: bool | None = None) -> Path:
+        return DETECTOR if name == _DETECTOR_NAME else real_fetch(name, cache=cache, offline=offline)
 
     monkeypatch.setattr(poseapp.boxes.yolo, "fetch_detector", fetch_detector)
     made.append(f"{_DETECTOR_NAME}: {DETECTOR.relative_to(ROOT.parent)} (trained YOLOv8n, int8 ONNX)")
@@ -249,6 +249,8 @@ def test_every_readme_example_runs(readme_world, capsys):
     saved = [json.loads(p.read_text())["images"] for p in sorted(Path("runs").glob("predict*/predictions.json"))]
     (photos,) = [records for records in saved if len(records) == 2]  # --source photos/ --json
     assert all(r["instances"] for r in photos)  # the trained detector found the people, the pose model ran
+    api = json.loads(Path("runs/api/predictions.json").read_text())["images"]  # run_predict(PredictOptions(...))
+    assert [r["image"] for r in api] == [r["image"] for r in photos] and all(r["instances"] for r in api)
 
 
 def test_readme_blocks_are_parsed_with_their_marks():

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import DATA, needs_shared
 from poseapp import sinks
+import poseapp.sinks.files  # noqa: F401 (sinks.files, sinks.window below)
+import poseapp.sinks.window  # noqa: F401
 from poseapp.errors import OutputError
 from poseapp.keypoints import get_keypoint_set
 from poseapp.results import Frame, FrameResult, Poses
@@ -32,6 +34,14 @@ def _result(source: str = "a.jpg", n: int = 2, index: int = 0, timestamp: float 
     )
     frame = Frame(np.zeros((240, 320, 3), np.uint8), source, index, timestamp, kind)
     return FrameResult(frame, poses)
+
+
+def _of(frame: Frame) -> FrameResult:
+    """A frame's result with no instance (what ImageWriter takes: it uses the frame)."""
+    kset = get_keypoint_set("coco")
+    k = kset.num_keypoints
+    empty = Poses(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, k, 2)), np.zeros((0, k)), kset)
+    return FrameResult(frame, empty)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -76,7 +86,8 @@ def test_next_run_dir_unwritable_raises(tmp_path):
     with pytest.raises(OutputError) as e:
         next_run_dir(target)
     msg = str(e.value)
-    assert str(target) in msg and "--out" in msg and "\n" not in msg
+    assert str(target) in msg and "(choose another out_dir)" in msg and "\n" not in msg
+    assert e.value.render({"out_dir": "--out"}).endswith("(choose another --out)")
 
 
 def test_next_run_dir_exist_ok_on_a_file_raises(tmp_path):
@@ -89,7 +100,7 @@ def test_next_run_dir_write_check(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(sinks.tempfile, "TemporaryFile", deny)
+    monkeypatch.setattr(sinks.files.tempfile, "TemporaryFile", deny)
     with pytest.raises(OutputError, match="permission denied"):
         next_run_dir(tmp_path / "p")
 
@@ -102,7 +113,7 @@ def test_image_writer_same_name_and_ext(tmp_path):
     image = np.full((30, 40, 3), 77, np.uint8)
     writer = ImageWriter(tmp_path / "out")
     (tmp_path / "out").mkdir()
-    path = writer.write(Frame(image, "/somewhere/photo.png"), image)
+    path = writer.write(_of(Frame(image, "/somewhere/photo.png")), image)
     assert path == tmp_path / "out" / "photo.png"
     np.testing.assert_array_equal(cv2.imread(str(path)), image)
     assert not _leftovers(tmp_path / "out")
@@ -113,14 +124,14 @@ def test_image_writer_keeps_duplicates_apart(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     plain = ImageWriter(out)
-    a = plain.write(Frame(image, "x/a/img.jpg"), image)
-    b = plain.write(Frame(image, "x/b/img.jpg"), image)
+    a = plain.write(_of(Frame(image, "x/a/img.jpg")), image)
+    b = plain.write(_of(Frame(image, "x/b/img.jpg")), image)
     assert a != b and a.is_file() and b.is_file()
     assert b.name == "img_2.jpg"
 
     rooted = ImageWriter(tmp_path / "out2", root=tmp_path / "x")
-    a = rooted.write(Frame(image, str(tmp_path / "x" / "a" / "img.jpg")), image)
-    b = rooted.write(Frame(image, str(tmp_path / "x" / "b" / "img.jpg")), image)
+    a = rooted.write(_of(Frame(image, str(tmp_path / "x" / "a" / "img.jpg"))), image)
+    b = rooted.write(_of(Frame(image, str(tmp_path / "x" / "b" / "img.jpg"))), image)
     assert a == tmp_path / "out2" / "a" / "img.jpg" and b == tmp_path / "out2" / "b" / "img.jpg"
     assert cv2.imread(str(b)).shape == (20, 30, 3)
 
@@ -128,15 +139,15 @@ def test_image_writer_keeps_duplicates_apart(tmp_path):
 def test_image_writer_names_video_and_stream_frames(tmp_path):
     image = np.zeros((20, 30, 3), np.uint8)
     writer = ImageWriter(tmp_path)
-    assert writer.write(Frame(image, "/v/clip.mp4", 7, 0.2, "video"), image).name == "clip_000007.jpg"
-    assert writer.write(Frame(image, "webcam:0", 3, 0.1, "stream"), image).name == "webcam_0_000003.jpg"
+    assert writer.write(_of(Frame(image, "/v/clip.mp4", 7, 0.2, "video")), image).name == "clip_000007.jpg"
+    assert writer.write(_of(Frame(image, "webcam:0", 3, 0.1, "stream")), image).name == "webcam_0_000003.jpg"
 
 
 @needs_shared
 def test_image_writer_with_recursive_source(tmp_path):
     with open_source(DATA / "coco") as src:
         writer = ImageWriter(tmp_path, root=src.root)
-        written = [writer.write(f, f.image) for f in src]
+        written = [writer.write(_of(f), f.image) for f in src]
     assert sorted(p.name for p in written) == sorted(p.name for p in (DATA / "coco").glob("*.jpg"))
     assert cv2.imread(str(written[0])).shape == cv2.imread(str(DATA / "coco" / written[0].name)).shape
 
@@ -151,7 +162,7 @@ def test_video_writer_reads_back(tmp_path):
     with open_source(DATA / "demo" / "demo.mp4") as src:
         with VideoWriter(path, src.fps, src.size) as writer:
             for frame in src:
-                writer.write(frame.image)
+                writer.append(frame.image)
     assert writer.frames_written == 5
     assert _count_frames(path) == (5, (960, 540))
     cap = cv2.VideoCapture(str(path))
@@ -166,7 +177,7 @@ def test_video_writer_finalised_after_exception(tmp_path):
     with pytest.raises(RuntimeError):
         with VideoWriter(path, 10.0, (96, 64)) as writer:
             for _ in range(3):
-                writer.write(image)
+                writer.append(image)
             assert not path.exists()  # still under its temporary name
             raise RuntimeError("pipeline failed")
     assert _count_frames(path) == (3, (96, 64))
@@ -178,7 +189,7 @@ def test_video_writer_rejects_wrong_size_and_handles_no_frames(tmp_path):
     with VideoWriter(path, None, (96, 64)) as writer:
         assert writer.fps == sinks.DEFAULT_FPS
         with pytest.raises(OutputError, match="96x64"):
-            writer.write(np.zeros((10, 10, 3), np.uint8))
+            writer.append(np.zeros((10, 10, 3), np.uint8))
     assert not path.exists() and not _leftovers(tmp_path)
 
 
@@ -266,11 +277,12 @@ def test_jsonl_writer_renamed_after_exception(tmp_path):
 def test_window_without_display_raises(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(sinks.sys, "platform", "linux")
+    monkeypatch.setattr(sinks.window.sys, "platform", "linux")
     with pytest.raises(OutputError) as e:
         Window("poseapp")
-    assert str(e.value) == ("--show needs a display: none found (DISPLAY is not set); "
-                            "drop --show or run with a display")
+    assert str(e.value) == ("show needs a display: none found (DISPLAY is not set); "
+                            "drop show or run with a display")
+    assert e.value.render({"show": "--show"}).startswith("--show needs a display")  # predict's words
 
 
 def test_window_headless_opencv_raises(monkeypatch):
@@ -280,9 +292,9 @@ def test_window_headless_opencv_raises(monkeypatch):
         raise cv2.error("The function is not implemented. Rebuild the library with GUI support")
 
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr(sinks, "_x_reachable", lambda display: True)
+    monkeypatch.setattr(sinks.window, "_x_reachable", lambda display: True)
     monkeypatch.setattr(cv2, "namedWindow", headless)
-    with pytest.raises(OutputError, match="--show needs a display.*headless"):
+    with pytest.raises(OutputError, match="show needs a display.*headless"):
         Window("poseapp")
 
 
@@ -297,7 +309,7 @@ def test_video_keeps_the_exact_frame_size_and_rate(tmp_path, size, fps):
     image = np.add.outer(np.arange(h), np.arange(w)).astype(np.uint8)[:, :, None].repeat(3, axis=2)
     with VideoWriter(tmp_path / "v.mp4", fps) as writer:  # size from the first frame
         for _ in range(4):
-            writer.write(image)
+            writer.append(image)
     assert writer.path == tmp_path / name
     assert _count_frames(tmp_path / name) == (4, size)
     cap = cv2.VideoCapture(str(tmp_path / name))
@@ -312,7 +324,7 @@ def test_video_frame_rates_the_encoder_cannot_store_as_given(tmp_path, fps, stor
     (an RTSP clock) has no real rate and is written at the default."""
     with VideoWriter(tmp_path / "v.mp4", fps) as writer:
         for _ in range(3):
-            writer.write(np.zeros((16, 16, 3), np.uint8))
+            writer.append(np.zeros((16, 16, 3), np.uint8))
     cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(stored, rel=1e-6)
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3
@@ -323,8 +335,8 @@ def test_temporary_names_carry_the_pid_and_host(tmp_path):
     import os
 
     with JsonlWriter(tmp_path / ("c" * 240 + ".jsonl")) as writer:  # a long final name still fits
-        assert writer.temp_path.name.startswith(f".{'c' * 100}.poseapp{os.getpid()}-{sinks._host_tag()}.")
-        assert sinks._TEMP_NAME.match(writer.temp_path.name)
+        assert writer.temp_path.name.startswith(f".{'c' * 100}.poseapp{os.getpid()}-{sinks.files._host_tag()}.")
+        assert sinks.files._TEMP_NAME.match(writer.temp_path.name)
         assert sinks.remove_stale_temps([tmp_path]) == []  # ours, alive
         writer.write(_result("clip.mp4", kind="video"))
     assert [p.name for p in tmp_path.iterdir()] == ["c" * 240 + ".jsonl"]
@@ -336,7 +348,7 @@ def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    pid, host = int(dead.stdout), sinks._host_tag()
+    pid, host = int(dead.stdout), sinks.files._host_tag()
     (tmp_path / "sub").mkdir()
     stale = [tmp_path / f".clip.mp4.poseapp{pid}-{host}.abcd1234.mp4", tmp_path / f".x.png.poseapp{pid}-{host}.a_b_c_d_.tmp"]
     keep = [tmp_path / ".hidden", tmp_path / f"clip.poseapp{pid}-{host}.abcd1234.mp4", tmp_path / "a.png",
@@ -353,9 +365,9 @@ def test_image_writer_keeps_alpha_and_names_pages(tmp_path):
     alpha = np.random.default_rng(2).integers(0, 256, (240, 320), np.uint8)
     image = np.full((240, 320, 3), 77, np.uint8)
     writer = ImageWriter(tmp_path)
-    png = writer.write(Frame(image, "in/a.png", alpha=alpha), image)
-    jpg = writer.write(Frame(image, "in/b.jpg", alpha=alpha), image)  # JPEG has no alpha
-    page = writer.write(Frame(image, "in/scan.tif", page=2), image)
+    png = writer.write(_of(Frame(image, "in/a.png", alpha=alpha)), image)
+    jpg = writer.write(_of(Frame(image, "in/b.jpg", alpha=alpha)), image)  # JPEG has no alpha
+    page = writer.write(_of(Frame(image, "in/scan.tif", page=2)), image)
     back = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
     assert back.shape == (240, 320, 4) and np.array_equal(back[:, :, 3], alpha)
     assert np.array_equal(back[:, :, :3], image)
@@ -426,7 +438,7 @@ def test_window_on_an_unreachable_display_is_one_line(monkeypatch, env, reason):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(sinks.sys, "platform", "linux")
+    monkeypatch.setattr(sinks.window.sys, "platform", "linux")
     with pytest.raises(OutputError, match=re.escape(reason)):
         Window("poseapp")
 
@@ -440,7 +452,7 @@ def test_x_display_answering_on_its_socket(tmp_path, monkeypatch):
     port = server.getsockname()[1]
     try:
         if port >= 6000:
-            assert sinks._x_reachable(f"127.0.0.1:{port - 6000}")
+            assert sinks.window._x_reachable(f"127.0.0.1:{port - 6000}")
     finally:
         server.close()
-    assert not sinks._x_reachable(":97")
+    assert not sinks.window._x_reachable(":97")

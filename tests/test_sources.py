@@ -11,7 +11,8 @@ import pytest
 
 from conftest import DATA, make_truncated_avi, needs_shared
 from poseapp.errors import SourceError
-from poseapp.sources import IMAGE_EXTENSIONS, StreamSource, _jpeg_truncated, open_source
+from poseapp.sources import IMAGE_EXTENSIONS, StreamSource, open_source
+from poseapp.sources.decode import _jpeg_truncated
 
 COCO = sorted((DATA / "coco").glob("*.jpg"))
 POSETRACK_MP4 = DATA / "posetrack18" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
@@ -39,7 +40,7 @@ def _frames(spec, **kw):
 @needs_shared
 def test_single_image_pixels_equal_imread():
     src, frames = _frames(COCO[0])
-    assert src.kind == "images" and src.expected_frames == 1
+    assert src.kind == "image" and src.expected_frames == 1
     assert len(frames) == 1
     f = frames[0]
     np.testing.assert_array_equal(f.image, cv2.imread(str(COCO[0]), cv2.IMREAD_COLOR))
@@ -81,7 +82,7 @@ def test_glob(tmp_path):
     _write_png(tmp_path / "other.png", 9)
     src, frames = _frames(str(tmp_path / "img*.png"))
     assert [Path(f.source).name for f in frames] == ["img0.png", "img1.png", "img2.png"]
-    assert src.kind == "images"
+    assert src.kind == "image"
 
 
 def test_txt_list_relative_paths_comments_blank_lines(tmp_path):
@@ -179,9 +180,9 @@ def test_unknown_extension_lists_accepted(tmp_path):
 
 
 def test_bad_stride_and_max_frames():
-    with pytest.raises(SourceError, match="vid-stride"):
+    with pytest.raises(SourceError, match="vid_stride"):
         open_source("x.mp4", vid_stride=0)
-    with pytest.raises(SourceError, match="max-frames"):
+    with pytest.raises(SourceError, match="max_frames"):
         open_source("x.mp4", max_frames=0)
 
 
@@ -292,7 +293,7 @@ def test_existing_folder_named_like_a_webcam_is_a_folder(tmp_path, monkeypatch):
     _write_png(tmp_path / "0" / "b.png", 20)
     for spec in ("2024", "0"):
         src, frames = _frames(spec)
-        assert src.kind == "images" and len(frames) == 1
+        assert src.kind == "image" and len(frames) == 1
 
 
 @pytest.mark.parametrize("spec", ["webcam:7", "WEBCAM:7"])
@@ -301,7 +302,7 @@ def test_webcam_prefix_is_always_a_camera(tmp_path, monkeypatch, spec):
     with pytest.raises(SourceError, match="webcam 7 cannot be opened"):
         open_source(spec)
     _write_png(tmp_path / spec / "a.png", 5)  # a folder of that very name is a path, and a path wins
-    assert open_source(spec).kind == "images"
+    assert open_source(spec).kind == "image"
 
 
 def test_local_video_with_url_characters_keeps_its_name(tmp_path):
@@ -318,7 +319,7 @@ def test_image_url_is_an_image(file_server):
     image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), np.uint8)
     file_server.files["/pics/cat.png"] = cv2.imencode(".png", image)[1].tobytes()
     src, frames = _frames(f"{file_server.base}/pics/cat.png?size=large")
-    assert src.kind == "images" and len(frames) == 1
+    assert src.kind == "image" and len(frames) == 1
     assert frames[0].source == "cat.png" and np.array_equal(frames[0].image, image)
     with pytest.raises(SourceError, match=r"cannot fetch image .*missing\.jpg.*HTTP 404"):
         open_source(f"{file_server.base}/missing.jpg")
@@ -362,7 +363,7 @@ def test_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
     _write_png(tmp_path / "photos" / "ok.png", 7)
     src, frames = _frames(tmp_path / "photos")
     assert [Path(f.source).name for f in frames] == ["ok.png"]
-    assert src.failures == [(str(bomb), "40000x40000 pixels is over the limit of 268435456 (--max-pixels): "
+    assert src.failures == [(str(bomb), "40000x40000 pixels is over the limit of 268435456 (max_pixels): "
                                         "skipped")]
     with pytest.raises(SourceError, match="bomb.png.*over the limit"):
         _frames(bomb)
@@ -400,8 +401,8 @@ def test_dead_stream_ends_after_the_timeout_with_one_line():
             open_source(url, stream_timeout=1.5)
         assert time.monotonic() - start < 10
         assert str(e.value) == (f"stream '{url}' did not answer within 1.5 s: check the URL and the network "
-                                f"(--source), or wait longer with --stream-timeout")
-        with pytest.raises(SourceError, match=r"no answer within 1.5 s \(--stream-timeout\)"):
+                                f"(source), or wait longer with stream_timeout")
+        with pytest.raises(SourceError, match=r"no answer within 1.5 s \(stream_timeout\)"):
             open_source(url + ".jpg", stream_timeout=1.5)
     finally:
         listener.close()

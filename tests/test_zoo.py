@@ -134,9 +134,19 @@ def test_names_are_typo_tolerant():
 def test_dark_and_udp_codecs_take_the_blur_kernel_from_the_recipe():
     from dataclasses import replace
 
-    from poseapp.estimator import build_codec
+    from poseapp.codecs import build_codec
 
     dark = get_recipe("hrnet-w32-dark_coco-384x288")
     assert build_codec(dark).blur_kernel_size == 11 == dark.codec_params["blur_kernel_size"]
     assert build_codec(replace(dark, codec_params={"blur_kernel_size": 17})).blur_kernel_size == 17
     assert build_codec(get_recipe("hrnet-w32-udp_coco-256x192")).blur_kernel_size == 11
+
+
+def test_simcc_heads_are_built_for_each_recipes_split_ratio():
+    """The SimCC/SimDR heads are built with 2 bins per input pixel (simcc_heads.SIMCC_SPLIT_RATIO); every recipe
+    that decodes vectors must say the same ratio, or its decoder would misplace every keypoint."""
+    from poseapp.models.simcc_heads import SIMCC_SPLIT_RATIO
+
+    vector_recipes = [r for r in list_recipes() if r.codec in ("simcc", "simdr")]
+    assert len(vector_recipes) >= 8
+    assert {r.name: r.simcc_split_ratio for r in vector_recipes if r.simcc_split_ratio != SIMCC_SPLIT_RATIO} == {}

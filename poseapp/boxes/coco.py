@@ -1,7 +1,6 @@
 """Precomputed boxes: the one reader of COCO detection-results (and annotation) files."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -9,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from poseapp.boxes.base import DetectorError
+from poseapp.geometry import xywh_to_xyxy
 from poseapp.results import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -80,19 +80,10 @@ class BoxesFile:
 
 
 def _read_json(path: Path, what: str) -> Any:
-    """The parsed JSON at ``path``, or a DetectorError naming it and what is wrong."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as e:
-        raise DetectorError(f"{what} {path} not found: pass an existing COCO JSON file") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise DetectorError(f"cannot read {what} {path}: {e}") from e
-    except json.JSONDecodeError as e:
-        raise DetectorError(f"{what} {path} is not valid JSON: {e}") from e
-    except (ValueError, RecursionError) as e:  # an integer over Python's 4300 digits; nesting deeper than its stack
-        why = "nested too deeply" if isinstance(e, RecursionError) else e
-        raise DetectorError(f"{what} {path} is not valid JSON as Python reads it: {why}") from e
+    """The parsed JSON at ``path``, or a DetectorError naming it and what is wrong (``jsonfile.read_json``)."""
+    from poseapp.jsonfile import read_json
+
+    return read_json(path, what, DetectorError)
 
 
 def _image_names(ann: Any, path: Path) -> dict[int, str]:
@@ -130,7 +121,7 @@ def _parse_entries(
         if not abs(scores[i]) <= _FLOAT32_MAX:  # NaN, an infinity, or one once float32
             raise DetectorError(f"{where} has the score {entry.get('score')!r}: a score is a finite number")
         keys.append(_entry_key(entry, where, id_to_name))
-    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+    xyxy = xywh_to_xyxy(xywh).astype(np.float32)  # the sums in float64 (range checked above), then float32
     return xyxy, scores.astype(np.float32), labels, keys
 
 

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from poseapp.boxes.base import Detector, WholeFrameDetector
 from poseapp.boxes.rules import PERSON, BoxRule, box_rule_for
 from poseapp.boxes.yolo import DEFAULT_DETECTOR
-from poseapp.errors import PoseAppError
+from poseapp.errors import PoseAppError, arg
 from poseapp.zoo import Recipe
+
+if TYPE_CHECKING:
+    from poseapp.create import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-ARGUMENTS = {name: name for name in ("det_model", "classes", "boxes_file", "face_from", "face_from_arch")}
-"""How errors name ``create_detector``'s arguments: as themselves; the CLI passes its flags instead."""
+_FACE_MODEL = {"model": "face_from", "arch": "face_from_arch"}
+"""The person model's errors name its arguments as ``create_detector`` takes them."""
 
 
 def create_detector(
@@ -35,7 +38,7 @@ def create_detector(
     batch_size: int = 32,
     flip_test: bool | None = None,
     trusted: Iterable[str | Path] = (),
-    names: Mapping[str, str] = ARGUMENTS,
+    offline: bool | None = None,
 ) -> Detector:
     """The box source for a pose model: its data set's default boxes, unless overridden.
 
@@ -53,9 +56,10 @@ def create_detector(
         conf, iou, max_det, trusted: the detector's (``YoloDetector``); device, half, batch_size, flip_test:
             the ``face_from`` model's too. ``device`` None: the estimator's device when ``model`` is one,
             else the CPU.
-        names: how errors name these arguments (the CLI passes its flags).
+        offline: no download (detector and ``face_from`` model must be cached); None: as ``POSEAPP_OFFLINE`` says.
 
-    Contradicting arguments raise PoseAppError before any model loads.
+    Contradicting arguments raise PoseAppError before any model loads; errors name the argument
+    (``PoseAppError.render`` shows a command line's flags instead).
     """
     recipe = _recipe_of(model, arch)
     if device is None:
@@ -63,21 +67,24 @@ def create_detector(
     rule = box_rule_for(recipe.dataset)
     wanted = list(classes) if classes is not None else None
     whole = det_model is None or str(det_model).lower() == "none"
-    _check(recipe, rule, wanted, whole, boxes_file, face_from, face_from_arch, names)
+    person = _check(recipe, rule, wanted, whole, boxes_file, face_from, face_from_arch)
     if boxes_file:
         from poseapp.boxes.coco import BoxesFile
 
         _no_detector(trusted)
         return BoxesFile(boxes_file)
     yolo = dict(det_model=None if whole else det_model, conf=conf, iou=iou, max_det=max_det, device=device,
-                half=half, trusted=tuple(trusted))
-    if face_from:
-        from poseapp.api import create_model
+                half=half, trusted=tuple(trusted), offline=offline)
+    if person is not None:
+        from poseapp.create import create_model
         from poseapp.boxes.face import FaceFromPose
 
         persons = _yolo_or_whole_frame(wanted or PERSON, **yolo)
-        estimator = create_model(face_from, arch=face_from_arch, device=device, half=half, batch_size=batch_size,
-                                 flip_test=flip_test, flags=(names["face_from"], names["face_from_arch"]))
+        try:
+            estimator = create_model(person, device=device, half=half,
+                                     batch_size=batch_size, flip_test=flip_test, offline=offline)
+        except PoseAppError as e:
+            raise e.renamed(_FACE_MODEL)
         return FaceFromPose(persons, estimator, thr=face_from_thr)
     return _yolo_or_whole_frame(rule.classes if wanted is None else wanted, **yolo)
 
@@ -87,15 +94,16 @@ def _recipe_of(model: Any, arch: str | None) -> Recipe:
         return model
     if isinstance(getattr(model, "recipe", None), Recipe):  # a TopDownEstimator
         return model.recipe
-    from poseapp.api import resolve_recipe
+    from poseapp.create import resolve_recipe
 
     return resolve_recipe(model, arch)[0]
 
 
 def _check(recipe: Recipe, rule: BoxRule, wanted: list | None, whole: bool, boxes_file: Any, face_from: Any,
-           face_from_arch: Any, names: Mapping[str, str]) -> None:
-    """Raise PoseAppError for box arguments that contradict each other or the pose model (nothing loads)."""
-    c, b, d, f, fa = (names[k] for k in ("classes", "boxes_file", "det_model", "face_from", "face_from_arch"))
+           face_from_arch: Any) -> "ResolvedModel | None":
+    """Raise PoseAppError for box arguments that contradict each other or the pose model (nothing loads);
+    return the ``face_from`` person model, resolved (None without one)."""
+    c, b, d, f, fa = (arg(k) for k in ("classes", "boxes_file", "det_model", "face_from", "face_from_arch"))
     if wanted is not None and not wanted:
         raise PoseAppError(f"{c} is empty: name detector classes or ids, e.g. {c} person,dog")
     if wanted and boxes_file:
@@ -105,21 +113,24 @@ def _check(recipe: Recipe, rule: BoxRule, wanted: list | None, whole: bool, boxe
     if face_from_arch and not face_from:
         raise PoseAppError(f"{fa} names the recipe of a {f} checkpoint: add {f} PATH")
     if not face_from:
-        return
+        return None
     if boxes_file:
         raise PoseAppError(f"{f} and {b} both give the face boxes: pass one of them")
     if not rule.face:
         raise PoseAppError(f"{f} makes face boxes for a face model (WFLW), and {recipe.name} is a {rule.title} "
                            f"model (boxes: {rule.summary}): drop {f}")
-    from poseapp.api import resolve_recipe
     from poseapp.boxes.face import check_coco_head
+    from poseapp.create import resolve_model
     from poseapp.keypoints import get_keypoint_set
 
     try:
-        person, _ = resolve_recipe(face_from, face_from_arch, flags=(f, fa))
+        person = resolve_model(face_from, face_from_arch)
     except PoseAppError as e:
-        raise type(e)(f"{f} {face_from}: {e}") from e
-    check_coco_head(get_keypoint_set(person.keypoint_set), f"{f} {face_from}")
+        e.renamed(_FACE_MODEL)
+        e.args = (f"{f} {face_from}: {e.args[0]}",)
+        raise
+    check_coco_head(get_keypoint_set(person.recipe.keypoint_set), f"{f} {face_from}")
+    return person
 
 
 def _yolo_or_whole_frame(classes: Sequence[int | str] | None, *, det_model: str | Path | None,

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from poseapp.boxes.base import Detector, DetectorError
+from poseapp.errors import arg
 from poseapp.results import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def check_coco_head(keypoint_set: Any, model: str) -> None:
     if tuple(keypoint_set.names[: len(COCO_HEAD)]) != COCO_HEAD:
         raise DetectorError(
             f"{model} has the {keypoint_set.name} keypoint set: face boxes need a person model with COCO "
-            f"keypoints (nose, eyes and ears first), e.g. --face-from res50_coco-256x192"
+            f"keypoints (nose, eyes and ears first), e.g. {arg('face_from')} res50_coco-256x192"
         )
 
 

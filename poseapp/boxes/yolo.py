@@ -12,14 +12,14 @@ import numpy as np
 
 from poseapp.boxes.base import DetectorError
 from poseapp.boxes.rules import resolve_classes
-from poseapp.errors import PoseAppError
+from poseapp.errors import PoseAppError, arg
 from poseapp.results import Detections, Frame
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = "yolo11n.pt"
 """The detector a pose model gets unless told otherwise (``create_detector``, ``predict --det-model``)."""
-_DET_MODEL_FIX = "pass --det-model PATH, a name such as yolo11n.pt, or none"
+_DET_MODEL_FIX = f"pass {arg('det_model')} PATH, a name such as yolo11n.pt, or none"
 
 # Set (unless the user set them) before ultralytics is first imported: it reads them at import time.
 _ULTRALYTICS_ENV = {
@@ -92,12 +92,13 @@ def detector_url(name: str) -> str:
     return hub.mirror_url(_release_url(name))
 
 
-def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
+def fetch_detector(name: str, *, cache: Path | None = None, offline: bool | None = None) -> Path:
     """Download the ultralytics detector ``name`` (``yolo11n.pt``) into ``cache`` (default: the weights cache)
     unless it is there, through ``poseapp.hub`` (resume, retries, POSEAPP_MIRROR, a temp name until done). The
     download is checked against ``_DETECTOR_SHA256`` where it has a digest, and against the checkpoint
     allow-list (``yolo_checkpoint.check_yolo_checkpoint``) before it gets its final name: a file that fails is
-    deleted. ``POSEAPP_OFFLINE`` forbids the download. Failures raise DetectorError or DownloadError."""
+    deleted. ``offline`` (None: ``POSEAPP_OFFLINE``) forbids the download. Failures raise DetectorError or
+    DownloadError."""
     from poseapp import hub
     from poseapp.boxes.yolo_checkpoint import NotACheckpointError, UnsafeCheckpointError, check_yolo_checkpoint
 
@@ -106,8 +107,8 @@ def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
     dest = (cache if cache is not None else hub.cache_dir()) / name
     if dest.is_file():
         return dest
-    if hub.is_offline():
-        raise DetectorError(f"detector model {name} is not in the cache (POSEAPP_OFFLINE is set): run "
+    if hub.is_offline() if offline is None else offline:
+        raise DetectorError(f"detector model {name} is not in the cache (offline: --offline or POSEAPP_OFFLINE): run "
                             f"`python infer.py fetch {name}` on a machine with internet, or copy it to {dest}")
     release = _release_url(name)
     url = hub.mirror_url(release)
@@ -122,15 +123,15 @@ def fetch_detector(name: str, *, cache: Path | None = None) -> Path:
             raise DetectorError(f"the download of {url} was deleted: {e.reason}: check the URL, or "
                                 "POSEAPP_MIRROR") from e
 
-    return hub.fetch(release, name, detector_sha256(name), name=name, cache=dest.parent, check=vet)
+    return hub.fetch(release, name, detector_sha256(name), name=name, cache=dest.parent, check=vet, offline=False)
 
 
-def _resolve_model(model: str | Path) -> Path:
+def _resolve_model(model: str | Path, offline: bool | None = None) -> Path:
     """The file or folder to give ultralytics for ``model``, or a DetectorError naming it and the fix.
 
     An existing path is used as is. A bare known name (``yolo11n.pt``) is looked up in poseapp's cache
     (``poseapp.hub.cache_dir()``) and otherwise downloaded there first (``fetch_detector``; POSEAPP_MIRROR
-    honoured), unless ``POSEAPP_OFFLINE`` is set.
+    honoured), unless ``offline`` (None: ``POSEAPP_OFFLINE``).
     """
     from poseapp import hub
 
@@ -143,9 +144,10 @@ def _resolve_model(model: str | Path) -> Path:
     if not bare or path.name not in _known_asset_names():  # (only a bare name imports ultralytics here)
         raise DetectorError(f"detector model {model} not found: {_DET_MODEL_FIX}")
     cached = hub.cache_dir() / path.name
-    if not cached.is_file() and not hub.is_offline():
+    offline = hub.is_offline() if offline is None else offline
+    if not cached.is_file() and not offline:
         log.warning("detector %s is not downloaded yet: fetching it into %s (once)", path.name, cached.parent)
-    return fetch_detector(path.name)  # the cached file when it is there
+    return fetch_detector(path.name, offline=offline)  # the cached file when it is there
 
 
 class YoloDetector:
@@ -163,6 +165,7 @@ class YoloDetector:
         imgsz: inference size in pixels.
         trusted: files the user trusts to run code (``--trust-checkpoint``): if ``model`` is one of them,
             ultralytics loads it itself, in full (a .pt is unpickled: any code in it runs).
+        offline: a bare name must already be in the cache (None: as ``POSEAPP_OFFLINE`` says).
 
     An .onnx file or an OpenVINO folder (``_EXPORTS``) is given to ultralytics by path. Any other file is
     read as a PyTorch checkpoint by ``yolo_checkpoint.load_yolo``: weights-only unpickling with an allow-list
@@ -186,8 +189,9 @@ class YoloDetector:
         half: bool = False,
         imgsz: int = 640,
         trusted: Iterable[str | Path] = (),
+        offline: bool | None = None,
     ) -> None:
-        self.path = _resolve_model(model)
+        self.path = _resolve_model(model, offline)
         from poseapp.outputs import same_file
 
         self.trusted = False
@@ -274,7 +278,7 @@ def _open_yolo(path: Path, yolo_cls: Any, trusted: bool) -> Any:
         what = "a model yaml (ultralytics evaluates code in it, and builds an untrained detector)" if name.endswith(
             _YAML) else "a format poseapp does not vet (it can run code when loaded)"
         raise DetectorError(f"detector model {path} is {what}: pass a .pt checkpoint, an .onnx export or an OpenVINO "
-                            f"folder, or --trust-checkpoint {shlex.quote(str(path))} to load it anyway")
+                            f"folder, or {arg('trusted')} {shlex.quote(str(path))} to load it anyway")
     if path.is_dir():
         raise DetectorError(f"detector model {path} is a folder but not an OpenVINO export (NAME_openvino_model/): "
                             "pass a .pt checkpoint, an .onnx export or an OpenVINO folder")

@@ -83,11 +83,18 @@ def configure_logging(verbose: bool) -> None:
         cv2_logging.setLogLevel(cv2_logging.LOG_LEVEL_SILENT)
 
 
+def option_flags(command: click.Command) -> dict[str, str]:
+    """The command's options by parameter name (``out_dir`` -> ``--out``): how its errors name them."""
+    return {p.name: p.opts[0] for p in command.params if p.name and p.opts and p.opts[0].startswith("--")}
+
+
 def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
-def go_offline(offline: bool) -> None:
-    """``--offline``: the same as POSEAPP_OFFLINE=1 for this process (poseapp.hub and the detector read it)."""
-    if offline:
-        os.environ["POSEAPP_OFFLINE"] = "1"
+def offline_from_env() -> bool:
+    """``POSEAPP_OFFLINE`` read once, at the edge: the commands pass ``--offline or offline_from_env()`` down
+    as an argument (nothing below the command line reads the variable when it is given one)."""
+    from poseapp.hub import is_offline
+
+    return is_offline()

@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from poseapp.cli.common import configure_logging, fail, go_offline
+from poseapp.cli.common import configure_logging, fail, offline_from_env, option_flags
 
 
-_FLAGS = ("--model", "--arch")  # what eval calls predict's --pose-model/--pose-arch
+
 
 
 @click.command("eval")
@@ -65,11 +65,11 @@ def eval_command(**opts: Any) -> None:
     from poseapp.errors import PoseAppError
 
     configure_logging(opts["verbose"])
-    go_offline(opts["offline"])
+    opts["offline"] = opts["offline"] or offline_from_env()
     try:
         _eval(opts)
     except PoseAppError as e:
-        fail(str(e), opts["verbose"])
+        fail(e.render(option_flags(eval_command)), opts["verbose"])
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -78,7 +78,7 @@ def eval_command(**opts: Any) -> None:
 def _eval(opts: dict[str, Any]) -> None:
     from poseapp.errors import PoseAppError
     from poseapp.evaluation.datasets import read_detections
-    from poseapp.evaluation.evaluate import read_eval_set, score, score_mode_for, settings_for
+    from poseapp.evaluation.scoring import read_eval_set, score, score_mode_for, settings_for
 
     opts["out_dir"] = str(Path(opts["out_dir"]).expanduser())
     if opts["save_json"]:  # before the model runs: a refused or unwritable --out costs nothing
@@ -86,11 +86,12 @@ def _eval(opts: dict[str, Any]) -> None:
         from poseapp.sinks import next_run_dir
 
         next_run_dir(Path(opts["out_dir"]), exist_ok=True)  # creates it and checks it can be written
-    recipe = None
+    recipe = model = None
     if opts["model"] is not None:
-        from poseapp.api import resolve_recipe
+        from poseapp.create import resolve_model
 
-        recipe, _ = resolve_recipe(opts["model"], opts["arch"], flags=_FLAGS)
+        model = resolve_model(opts["model"], opts["arch"])  # once: create_model takes it as it is
+        recipe = model.recipe
     elif opts["predictions_file"] is None:
         raise PoseAppError("pass --model NAME to run a model, or --predictions FILE --dataset NAME to score saved "
                            "predictions")
@@ -114,7 +115,7 @@ def _eval(opts: dict[str, Any]) -> None:
     else:
         boxes = read_detections(opts["boxes_file"], eval_set) if opts["boxes_file"] else eval_set.gt_boxes()
         boxes_note = f"boxes {opts['boxes_file']}" if opts["boxes_file"] else "ground-truth boxes"
-        predictions = _run_model(opts, boxes, eval_set.num_keypoints)
+        predictions = _run_model(opts, model, boxes, eval_set.num_keypoints)
     run_time = time.perf_counter() - start
     opts["score_mode"] = opts["score_mode"] or score_mode_for(recipe)
     metrics = score(dataset, eval_set, predictions, opts["score_mode"])
@@ -144,23 +145,23 @@ def _check_outputs_apart(opts: dict[str, Any]) -> None:
                                   f"the new {name}; choose another --out (e.g. runs/eval2)")
 
 
-def _run_model(opts: dict[str, Any], boxes, num_keypoints: int):
+def _run_model(opts: dict[str, Any], model, boxes, num_keypoints: int):
     from tqdm import tqdm
 
-    from poseapp.api import create_model
-    from poseapp.evaluation.runner import predict
+    from poseapp.create import create_model
+    from poseapp.evaluation.runner import estimate_boxes
 
-    estimator = create_model(opts["model"], arch=opts["arch"], device=opts["device"], half=opts["half"],
+    estimator = create_model(model, device=opts["device"], half=opts["half"],
                              batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
-                             flags=_FLAGS)
+                             offline=opts["offline"])
     with tqdm(total=len(boxes), unit="instance", dynamic_ncols=True, leave=False) as bar:
-        return predict(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update,
+        return estimate_boxes(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update,
                        max_pixels=opts["max_pixels"])
 
 
 def _print(recipe, dataset: str, eval_set, boxes_note: str, metrics: dict[str, float], count: int,
            seconds: float, saved: bool) -> None:
-    from poseapp.evaluation.evaluate import table_row
+    from poseapp.evaluation.scoring import table_row
 
     who = recipe.name if recipe is not None else "predictions"
     click.echo(f"{who} on {dataset} ({eval_set.ann_file.name}, {len(eval_set.instances)} annotated instances, "

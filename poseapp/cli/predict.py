@@ -1,20 +1,21 @@
 """``predict``: any source through the detector and the pose model to annotated media and keypoint files."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import time
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Any, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
 from poseapp.boxes.yolo import DEFAULT_DETECTOR
-from poseapp.cli.common import Finite, configure_logging, fail, go_offline, warn
+from poseapp.cli.common import Finite, configure_logging, fail, offline_from_env, option_flags, warn
+from poseapp.errors import render
+from poseapp.job import DEFAULT_POSE_MODEL
 
-DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
+if TYPE_CHECKING:
+    from poseapp.job import PredictOptions, RunReport
+
 DEFAULT_DET_MODEL = DEFAULT_DETECTOR
 
 
@@ -118,21 +119,50 @@ def predict(**opts: Any) -> None:
     """
     configure_logging(opts["verbose"])
     from poseapp.errors import PoseAppError
+    from poseapp.job import RunReport, run_predict
 
-    go_offline(opts["offline"])
-
+    report = RunReport()
     try:
         with _signals_end_like_ctrl_c():
-            code = _predict(opts)
+            try:
+                run_predict(predict_options(opts), report, warn=lambda text: warn(render(text, _flags())))
+            except (KeyboardInterrupt, Terminated, PoseAppError):
+                if report.frames:  # what was done before it stopped, and where it is
+                    _summary(report, opts)
+                raise
     except PoseAppError as e:
-        fail(str(e), opts["verbose"])
+        fail(e.render(_flags()), opts["verbose"])
     except KeyboardInterrupt:
         click.echo("interrupted: outputs written so far are saved", err=True)
         sys.exit(130)
     except Terminated as e:
         click.echo(f"terminated by {signal.Signals(e.signum).name}: outputs written so far are saved", err=True)
         sys.exit(128 + e.signum)
-    sys.exit(code)
+    _summary(report, opts)
+    sys.exit(1 if report.failures else 0)
+
+
+def predict_options(opts: dict[str, Any]) -> "PredictOptions":
+    """The parsed flags as the one value the library's run takes."""
+    from poseapp.job import PredictOptions
+
+    classes = None if opts["det_classes"] is None else [w.strip() for w in opts["det_classes"].split(",") if w.strip()]
+    return PredictOptions(
+        source=opts["source"], pose_model=opts["pose_model"], pose_arch=opts["pose_arch"], det_model=opts["det_model"],
+        det_conf=opts["det_conf"], det_iou=opts["det_iou"], max_det=opts["max_det"], det_classes=classes,
+        boxes_file=opts["boxes_file"], face_from=opts["face_from"], face_from_arch=opts["face_from_arch"],
+        face_from_thr=opts["face_from_thr"], trust_checkpoint=tuple(opts["trust_checkpoint"]), device=opts["device"],
+        half=opts["half"], batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+        out_dir=opts["out_dir"], exist_ok=opts["exist_ok"], save_media=not opts["no_save"],
+        save_json=opts["save_json"], show=opts["show"], kpt_thr=opts["kpt_thr"], radius=opts["radius"],
+        thickness=opts["thickness"], draw_bbox=opts["draw_bbox"], recursive=opts["recursive"],
+        vid_stride=opts["vid_stride"], max_frames=opts["max_frames"], max_pixels=opts["max_pixels"],
+        stream_timeout=opts["stream_timeout"], offline=opts["offline"] or offline_from_env())
+
+
+def _flags() -> dict[str, str]:
+    """Each PredictOptions field an error may name -> the flag that sets it (``--boxes`` for boxes_file)."""
+    return {**option_flags(predict), "flip_test": "--no-flip", "save_media": "--no-save"}
 
 
 class Terminated(BaseException):
@@ -170,192 +200,25 @@ def _signals_end_like_ctrl_c() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _build_detector(opts: dict[str, Any], recipe, device: str):
-    """The box source for ``recipe``'s model (``poseapp.create_detector``: its data set's default boxes, or
-    --boxes, --face-from, --det-classes). Option errors are raised before any model loads."""
-    from poseapp.boxes import create_detector
-
-    return create_detector(
-        recipe, det_model=opts["det_model"], classes=_det_classes(opts), boxes_file=opts["boxes_file"],
-        face_from=opts["face_from"], face_from_arch=opts["face_from_arch"], face_from_thr=opts["face_from_thr"],
-        conf=opts["det_conf"], iou=opts["det_iou"], max_det=opts["max_det"], device=device, half=opts["half"],
-        batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
-        trusted=opts["trust_checkpoint"], names=_BOX_FLAGS)
-
-
-_BOX_FLAGS = {"det_model": "--det-model", "classes": "--det-classes", "boxes_file": "--boxes",
-              "face_from": "--face-from", "face_from_arch": "--face-from-arch"}
-
-
-def _det_classes(opts: dict[str, Any]) -> list[str] | None:
-    """--det-classes as a list of names or ids; None when not given."""
-    if opts["det_classes"] is None:
-        return None
-    return [w.strip() for w in opts["det_classes"].split(",") if w.strip()]
-
-
-def _predict(opts: dict[str, Any]) -> int:
-    from poseapp.api import create_model, resolve_device, resolve_recipe
-    from poseapp.errors import PoseAppError
-    from poseapp.outputs import check_outputs_apart
-    from poseapp.sinks import Window, next_run_dir, remove_stale_temps
-    from poseapp.sources import open_source
-
-    # cheap checks first: a bad --device, a missing source, an --out that would overwrite an input or
-    # cannot be written all fail before any model loads
-    opts["out_dir"] = str(Path(opts["out_dir"]).expanduser())  # --out=~/res: the shell leaves ~ to us
-    device = resolve_device(opts["device"], half=opts["half"])
-    source = open_source(opts["source"], recursive=opts["recursive"], vid_stride=opts["vid_stride"],
-                         max_frames=opts["max_frames"], max_pixels=opts["max_pixels"],
-                         stream_timeout=opts["stream_timeout"])
-    window = out = None
-    media, keypoints = not opts["no_save"], opts["save_json"]
-    created = _first_missing(Path(opts["out_dir"]))  # the top folder this run creates, if any
-    stats = {"frames": 0, "instances": 0, "pose_time": 0.0, "det_time": 0.0, "start": time.perf_counter(),
-             "stale": [], "boxes_file": opts["boxes_file"]}
-    try:
-        window = Window(f"poseapp: {opts['source']}") if opts["show"] else None
-        if media or keypoints:
-            out = next_run_dir(Path(opts["out_dir"]), exist_ok=opts["exist_ok"])
-            if created is None and not opts["exist_ok"] and out != Path(opts["out_dir"]):
-                created = out  # runs/predict2, beside an existing runs/predict
-            others = [Path(p) for p in (opts["boxes_file"], opts["pose_model"]) if p and Path(p).is_file()]
-            planned = check_outputs_apart(source, out, media=media, keypoints=keypoints, other_inputs=others)
-            stats["stale"] = remove_stale_temps(sorted({p.parent for p in planned} | {out}))
-
-        recipe, _ = resolve_recipe(opts["pose_model"], opts["pose_arch"])  # no weights yet: option errors first
-        _check_kpt_thr(opts["kpt_thr"], recipe)
-        detector = _build_detector(opts, recipe, device)
-        estimator = create_model(opts["pose_model"], arch=opts["pose_arch"], device=device, half=opts["half"],
-                                 batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None)
-        from poseapp.pipeline import Pipeline
-
-        pipeline = Pipeline(estimator, detector)
-        try:
-            _run(pipeline, source, out, window, opts, stats)
-        except (KeyboardInterrupt, Terminated, PoseAppError):
-            if stats["frames"]:  # what was done before it stopped, and where it is
-                _summary(stats, source, out, estimator.recipe.name)
-            raise
-    except BaseException:
-        _abandon(source, window, created)
-        raise
-    _summary(stats, source, out, estimator.recipe.name)
-    if created is not None:
-        _remove_if_empty(created)
-    return 1 if source.failures else 0
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The top-most folder of ``path`` that does not exist yet (what creating ``path`` would create)."""
-    missing = None
-    for folder in [path, *path.parents]:
-        if folder.exists():
-            break
-        missing = folder
-    return missing
-
-
-def _check_kpt_thr(thr: float, recipe) -> None:
-    """Warn when --kpt-thr lies outside the range of the model's keypoint scores (it would draw all or none)."""
-    from poseapp.codecs import score_range
-
-    low, high = score_range(recipe.codec)
-    if low <= thr <= high:
-        return
-    effect = "nothing is drawn" if thr > high else "every keypoint is drawn, however unsure"
-    warn(f"--kpt-thr {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): {effect}")
-
-
-def _abandon(source, window, created: Path | None) -> None:
-    """A run that fails: release the capture and window, and remove the folders it created if they hold
-    nothing (so a bad --pose-model or a single unreadable image does not use up runs/predictN)."""
-    source.close()
-    if window is not None:
-        window.close()
-    if created is not None:
-        _remove_if_empty(created)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    """Remove ``folder`` and its sub-folders when no file is left in them."""
-    for dirpath, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
-        try:
-            os.rmdir(dirpath)  # only an empty folder
-        except OSError:
-            pass
-
-
-def _run(pipeline, source, out: Path | None, window, opts: dict[str, Any], stats: dict[str, Any]) -> None:
-    """Stream frames through the pipeline into the sinks, counting into ``stats`` for the summary."""
-    from tqdm import tqdm
-
-    from poseapp.drawing import draw
-    from poseapp.outputs import keypoints_output_name
-    from poseapp.sinks import ImageWriter, JsonlWriter, JsonWriter, VideoWriter, video_output_name
-
-    save_media = out is not None and not opts["no_save"]
-    meta = {"model": pipeline.estimator.recipe.name}
-    with ExitStack() as stack:
-        if window is not None:
-            stack.enter_context(window)
-        stack.enter_context(source)
-        media = json_sink = None
-        if source.kind == "images":
-            if save_media:
-                media = stack.enter_context(ImageWriter(out, root=getattr(source, "root", None)))
-            if opts["save_json"]:
-                json_sink = stack.enter_context(JsonWriter(out / keypoints_output_name(source), meta))
-        else:
-            if save_media:  # the written frames play at the source's speed: fps / stride; the size is the
-                # first frame's (a capture may report the size before its rotation metadata is applied)
-                fps = source.fps / opts["vid_stride"] if source.fps else None
-                media = stack.enter_context(VideoWriter(out / video_output_name(source.stem), fps))
-            if opts["save_json"]:
-                json_sink = stack.enter_context(JsonlWriter(out / keypoints_output_name(source), meta))
-        bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=source.kind == "images"
-                                       and (source.expected_frames or 0) <= 1, dynamic_ncols=True, leave=False))
-        for result in pipeline(source):
-            stats["frames"] += 1
-            stats["instances"] += len(result)
-            stats["pose_time"] += result.timings.get("pose", 0.0)
-            stats["det_time"] += result.timings.get("detect", 0.0)
-            annotated = None
-            if media is not None or window is not None:
-                annotated = draw(result.frame.image, result.poses, kpt_thr=opts["kpt_thr"], radius=opts["radius"],
-                                 thickness=opts["thickness"], draw_bbox=opts["draw_bbox"])
-            if media is not None:
-                if source.kind == "images":
-                    media.write(result.frame, annotated)
-                else:
-                    media.write(annotated)
-            if json_sink is not None:
-                json_sink.write(result)
-            bar.update(1)
-            if window is not None and not window.show(annotated):
-                break
-
-
-def _summary(stats: dict[str, Any], source, out: Path | None, model: str) -> None:
-    elapsed = time.perf_counter() - stats["start"]
-    frames, people = stats["frames"], stats["instances"]
-    crops_per_s = people / stats["pose_time"] if stats["pose_time"] > 0 else 0.0
-    det_ms = 1000 * stats["det_time"] / frames if frames else 0.0
-    click.echo(f"{source.spec} ({source.kind}) with {model}: {frames} frame(s), {people} instance(s) in "
+def _summary(report: "RunReport", opts: dict[str, Any]) -> None:
+    """The run in a few lines on stderr: counts and speeds, where the results are, warnings, what failed."""
+    elapsed, frames, people = report.elapsed, report.frames, report.instances
+    crops_per_s = people / report.pose_time if report.pose_time > 0 else 0.0
+    det_ms = 1000 * report.det_time / frames if frames else 0.0
+    click.echo(f"{report.source} ({report.kind}) with {report.model}: {frames} frame(s), {people} instance(s) in "
                f"{elapsed:.1f}s ({frames / elapsed if elapsed else 0:.2f} frames/s; detector {det_ms:.0f} ms/frame, "
                f"pose {crops_per_s:.1f} crops/s)", err=True)
-    if out is not None:
-        click.echo(f"results saved to {out}" if any(p.is_file() for p in out.rglob("*")) else "nothing saved",
-                   err=True)
+    if report.out is not None:
+        click.echo(f"results saved to {report.out}" if report.saved else "nothing saved", err=True)
     elif frames:
         warn("--no-save without --json saved nothing (add --json to keep the keypoints)")
-    if stats["stale"]:
-        click.echo(f"removed {len(stats['stale'])} temporary file(s) a killed earlier run left in {out}: "
-                   f"{', '.join(p.name for p in stats['stale'][:5])}", err=True)
-    if stats.get("boxes_file") and frames and not people:
-        warn(f"no box of --boxes {stats['boxes_file']} belongs to these frames (boxes are matched by file name, "
+    if report.stale:
+        click.echo(f"removed {len(report.stale)} temporary file(s) a killed earlier run left in {report.out}: "
+                   f"{', '.join(p.name for p in report.stale[:5])}", err=True)
+    if opts["boxes_file"] and frames and not people:
+        warn(f"no box of --boxes {opts['boxes_file']} belongs to these frames (boxes are matched by file name, "
               "stem, or image id = the file's number)")
-    if source.failures:
-        click.secho(f"{len(source.failures)} input(s) failed:", fg="yellow", err=True)
-        for path, reason in source.failures:
-            click.echo(f"  {path}: {reason}", err=True)
+    if report.failures:
+        click.secho(f"{len(report.failures)} input(s) failed:", fg="yellow", err=True)
+        for path, reason in report.failures:
+            click.echo(f"  {path}: {render(reason, _flags())}", err=True)

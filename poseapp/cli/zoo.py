@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import click
 
-from poseapp.cli.common import configure_logging, fail, go_offline
+from poseapp.cli.common import configure_logging, fail, offline_from_env
 
 FAMILIES = ("heatmap", "regression", "rle", "simcc", "rtmpose", "simdr")
 
@@ -232,7 +232,7 @@ def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: 
     from poseapp.errors import PoseAppError
 
     configure_logging(verbose)
-    go_offline(offline)
+    offline = offline or offline_from_env()
     try:
         if not (names or fetch_all or dataset):
             raise PoseAppError("name the models to fetch (python infer.py models), or pass --all or --dataset NAME")
@@ -246,7 +246,7 @@ def fetch(names: tuple[str, ...], fetch_all: bool, dataset: str | None, folder: 
             if dry_run:
                 click.echo(_dry_run_line(name, recipe, cache))
             else:
-                click.echo(_fetch_one(name, recipe, cache))
+                click.echo(_fetch_one(name, recipe, cache, offline))
         except PoseAppError as e:
             if verbose:
                 import traceback
@@ -295,13 +295,13 @@ def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> l
     return list(jobs.items())
 
 
-def _fetch_one(name: str, recipe, cache: Path | None) -> Path:
-    from poseapp.api import fetch_weights
+def _fetch_one(name: str, recipe, cache: Path | None, offline: bool) -> Path:
+    from poseapp.create import fetch_weights
     from poseapp.boxes.yolo import fetch_detector
 
     if recipe is None:
-        return fetch_detector(name, cache=cache)
-    return fetch_weights(recipe, cache=cache)
+        return fetch_detector(name, cache=cache, offline=offline)
+    return fetch_weights(recipe, cache=cache, offline=offline)
 
 
 def _dry_run_line(name: str, recipe, cache: Path | None) -> str:

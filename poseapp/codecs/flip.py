@@ -5,7 +5,7 @@ that k becomes in a mirror image (left <-> right).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -35,3 +35,18 @@ def flip_coordinates(coords: torch.Tensor, flip_indices: Sequence[int] | torch.T
     if shift:
         out[..., 0] -= 1.0 / input_width
     return out[:, flip_indices]
+
+
+def flip_back_for(outputs: str, flip_indices: Sequence[int] | torch.Tensor, *, shift_heatmap: bool,
+                  shift_coords: bool, input_width: int) -> Callable[[tuple], tuple]:
+    """The function that aligns a mirrored crop's outputs with the original's, for a codec that decodes
+    ``outputs`` (``codecs.table``: heatmaps, vectors or coordinates); chosen once per estimator."""
+    from poseapp.codecs.table import COORDINATES, HEATMAPS, VECTORS
+
+    if outputs == HEATMAPS:
+        return lambda out: (flip_heatmaps(out[0], flip_indices, shift_heatmap),)
+    if outputs == VECTORS:
+        return lambda out: flip_vectors(out[0], out[1], flip_indices)
+    if outputs == COORDINATES:
+        return lambda out: (flip_coordinates(out[0], flip_indices, shift_coords, input_width),)
+    raise ValueError(f"no flip-back for outputs '{outputs}'")

@@ -24,8 +24,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from poseapp.errors import PoseAppError
-from poseapp.evaluation.types import KeypointPrediction
+from poseapp.evaluation.types import KeypointPrediction, MetricError
 
 SCORE_MODES = ("bbox", "bbox_keypoint", "bbox_rle", "keypoint")
 NMS_MODES = ("oks_nms", "soft_oks_nms", "none")
@@ -34,10 +33,6 @@ IOU_TYPES = ("keypoints", "keypoints_crowd")
 STATS_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 CROWD_STATS_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
 _CROWD_EASY, _CROWD_HARD = 0.2, 0.8  # xtcocotools' get_type_result(first=0.2, second=0.8) on image crowdIndex
-
-
-class MetricError(PoseAppError):
-    """The annotation file or the predictions cannot be evaluated; the message names the file and the fix."""
 
 
 # ---------------------------------------------------------------------------------------------- scoring, NMS

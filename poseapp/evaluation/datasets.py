@@ -10,7 +10,6 @@ Zebra and WFLW overrides, ``MpiiDataset._load_annotations``, ``_load_detection_r
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from poseapp.errors import PoseAppError
+from poseapp.geometry import xywh_to_xyxy
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,11 @@ class EvalSet:
 
 
 def load_json(path: str | Path, what: str):
-    """The JSON document at ``path``; DatasetError naming ``what`` and the file when it is absent or unreadable."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{what} {path} does not exist (check the path)") from None
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read {what} {path}: {e} (is it a JSON file?)") from e
-    except RecursionError as e:  # nesting deeper than Python's stack
-        raise DatasetError(f"cannot read {what} {path}: nested too deeply (is it a JSON file?)") from e
+    """The JSON document at ``path``; DatasetError naming ``what`` and the file when it is absent or unreadable
+    (``jsonfile.read_json``)."""
+    from poseapp.jsonfile import read_json
+
+    return read_json(path, what, DatasetError)
 
 
 def read_coco_style(ann_file: str | Path, images: str | Path, dataset: str) -> EvalSet:
@@ -250,7 +246,11 @@ def read_detections(boxes_file: str | Path, eval_set: EvalSet) -> list[BoxToRun]
         if image is None:
             raise DatasetError(f"boxes file {boxes_file} names image {det['image_id']}, which "
                                f"{eval_set.ann_file} does not list (boxes for another annotation file?)")
-        x, y, w, h = np.asarray(det["bbox"][:4], np.float32)
-        boxes.append(BoxToRun(len(boxes), int(det["image_id"]), 1, image, np.array([x, y, x + w, y + h], np.float32),
+        try:
+            xyxy = xywh_to_xyxy(det["bbox"][:4], np.float32)  # MMPose reads them as float32 first
+        except (TypeError, ValueError) as e:
+            raise DatasetError(f"boxes file {boxes_file}: the box of image {det['image_id']} is not [x, y, w, h] "
+                               f"numbers ({e})") from e
+        boxes.append(BoxToRun(len(boxes), int(det["image_id"]), 1, image, xyxy,
                               float(np.float32(det["score"]))))
     return boxes

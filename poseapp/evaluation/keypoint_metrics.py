@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from poseapp.errors import PoseAppError
+from poseapp.evaluation.types import MetricError
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ MPII_EXCLUDED = (6, 7)  # pelvis, thorax: not in the overall PCKh
 MPII_SC_BIAS = 0.6  # head_size = head-box diagonal * 0.6
 # MpiiPCKAccuracy evaluates thresholds np.arange(0, 0.51, 0.01) and prints the one at index 10 as PCK@0.1
 _MPII_THR_01 = float(np.arange(0, 0.5 + 0.01, 0.01)[10])
-
-
-class MetricError(PoseAppError, ValueError):
-    """A metric was asked for with inputs or settings it cannot use (shapes, unknown norm item...)."""
 
 
 # ------------------------------------------------------------------------------------ small derivations

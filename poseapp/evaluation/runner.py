@@ -1,6 +1,6 @@
 """Running a pose model over a data set's boxes, batched, and the predictions file ``eval --json`` writes.
 
-``predict(estimator, boxes)`` loads each image once and sends the crops of many images through the network
+``estimate_boxes(estimator, boxes)`` loads each image once and sends the crops of many images through the network
 together (the estimator splits them into ``batch_size`` forward passes). The predictions file is a COCO
 results list (``image_id``, ``category_id``, ``keypoints`` as [x, y, score] x K, ``score``) whose entries
 also carry what the metrics need to be recomputed later: ``id`` (the sample id), ``bbox`` (xywh, the box the
@@ -14,13 +14,15 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from poseapp.errors import marked_form
 from poseapp.evaluation.datasets import BoxToRun, DatasetError, load_json
 from poseapp.evaluation.types import KeypointPrediction
+from poseapp.geometry import xywh_to_xyxy
 
 IMAGES_PER_STEP = 16  # images whose crops go to the estimator together (it batches them by batch_size)
 
 
-def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
+def estimate_boxes(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
             progress: Callable[[int], None] | None = None,
             max_pixels: int | None = None) -> list[KeypointPrediction]:
     """One KeypointPrediction per box, in the order of ``boxes``.
@@ -40,8 +42,8 @@ def predict(estimator, boxes: Sequence[BoxToRun], *, num_keypoints: int,
         for image_path, indices in step:
             image, reason = read_image(Path(image_path), max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
             if image is None:
-                raise DatasetError(f"cannot read image {image_path}: {reason} (check --images: the folder the "
-                                   "annotation file's file names are relative to)")
+                raise DatasetError(f"cannot read image {image_path}: {marked_form(reason)} (check --images: the "
+                                   "folder the annotation file's file names are relative to)")
             images.append(image)
             step_boxes.append(np.stack([boxes[i].bbox for i in indices]).astype(np.float32))
         results = estimator(images, step_boxes)
@@ -126,8 +128,7 @@ def _prediction(d: dict, i: int, path: str | Path) -> KeypointPrediction:
     def xyxy(value) -> np.ndarray:  # [x, y, w, h] -> (4,) float32 [x1, y1, x2, y2]
         if not isinstance(value, list) or len(value) != 4:  # "1234" would read as [1, 2, 3, 4]
             raise ValueError("not 4 numbers")
-        x, y, w, h = (float(v) for v in value)
-        return _float32([x, y, x + w, y + h])
+        return _float32(xywh_to_xyxy([float(v) for v in value]))
 
     flat = field("keypoints", keypoints, "[x, y, score] * K numbers")
     return KeypointPrediction(field("id", int, "an integer"), field("image_id", int, "an integer"),

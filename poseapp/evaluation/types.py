@@ -5,6 +5,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from poseapp.errors import PoseAppError
+
+
+class MetricError(PoseAppError, ValueError):
+    """A metric cannot be computed from these inputs: the annotation file or predictions cannot be evaluated,
+    or the inputs or settings do not fit (shapes, unknown norm item...); the message names the file and fix."""
+
 
 @dataclass
 class KeypointPrediction:

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from poseapp.errors import CheckpointError
+from poseapp.errors import CheckpointError, arg
 
 _RENAMES = (  # (old prefix, new prefix), applied in order to each key
     ("keypoint_head.", "head."),  # MMPose 0.x
@@ -191,11 +191,11 @@ def describe_head(state_dict: Mapping[str, torch.Tensor]) -> str | None:
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, path: str | Path,
-                     target: str | None = None, found: str | None = None, arch_flag: str = "--pose-arch") -> None:
+                     target: str | None = None, found: str | None = None) -> None:
     """Raise CheckpointError (one line) unless ``state_dict`` fits ``model`` key for key and shape for shape.
 
     ``target`` names what the model was built for (a zoo recipe), ``found`` what the checkpoint holds
-    (``describe_head``): both appear in the message when given; ``arch_flag`` is the option its fix names.
+    (``describe_head``): both appear in the message when given. Its fix names the argument ``arch``.
     """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state_dict and not k.endswith(_OPTIONAL)]
@@ -216,12 +216,11 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, p
     holds = f" ({found})" if found else ""
     raise CheckpointError(
         f"checkpoint {path}{holds} does not fit {target or 'the model'} ({'; '.join(parts)}). Is this checkpoint "
-        f"for another architecture or keypoint count? pass {arch_flag} with the zoo name it follows"
+        f"for another architecture or keypoint count? pass {arg('arch')} with the zoo name it follows"
     )
 
 
-def load_weights(model: nn.Module, path: str | Path, target: str | None = None,
-                 arch_flag: str = "--pose-arch") -> dict[str, Any]:
+def load_weights(model: nn.Module, path: str | Path, target: str | None = None) -> dict[str, Any]:
     """Read ``path``, adapt its keys, check it fits, and load it strictly into ``model``.
 
     ``target`` names what ``model`` was built for, for the error message. Returns the checkpoint's
@@ -229,6 +228,6 @@ def load_weights(model: nn.Module, path: str | Path, target: str | None = None,
     """
     raw, meta = read_checkpoint(path)
     state_dict = adapt_state_dict(raw, model)
-    check_state_dict(state_dict, model, path, target, describe_head(adapt_names(raw)), arch_flag)
+    check_state_dict(state_dict, model, path, target, describe_head(adapt_names(raw)))
     model.load_state_dict(state_dict, strict=True)
     return meta

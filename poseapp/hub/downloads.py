@@ -1,30 +1,5 @@
-"""The only place that downloads: the weights cache, resumable downloads with retries, hash check, temp file + rename.
-
-- ``cache_dir()``: ``$POSEAPP_HOME`` if set, else ``weights/`` in a checkout, else ``~/.cache/poseapp`` (pip install).
-- ``cached_path(filename, sha256_prefix, cache=None)``: the intact cached file or None; never touches the network.
-- ``fetch(url, filename, sha256_prefix, cache=None)``: the cached file if present and intact (no network at all),
-  otherwise ``download()`` it into the cache (``cache`` or ``cache_dir()``). ``POSEAPP_OFFLINE=1`` forbids that.
-- ``download(url, dest, sha256_prefix=...)``: streams into ``dest.name + ".part"`` beside ``dest`` while
-  hashing, checks the sha256 prefix, and only then renames to ``dest`` (``os.replace``): a partial or corrupt
-  file never sits under the final name. A ``.part`` left by a cut, a stall or an interrupted run is resumed with
-  an HTTP Range request. Network errors, cuts, timeouts (no data for ``timeout`` s) and HTTP 5xx/429 are retried
-  ``retries`` times, sleeping ``backoff * 2**i`` s in between; other HTTP 4xx are not. The ``.part`` is kept when
-  the network gave up (the next run resumes) and deleted on anything else (hash mismatch, HTTP 4xx, ...).
-- ``mirror_url(url)``: with ``POSEAPP_MIRROR=https://host/prefix``, every URL's scheme and host are replaced by
-  the mirror's (``https://download.openmmlab.com/a/b.pth`` -> ``https://host/prefix/a/b.pth``); ``download()``
-  applies it, so ``fetch()`` does too.
-- Google Drive URLs (hosts in ``GDRIVE_HOSTS``) are fetched with ``gdown`` (imported lazily), which gets past
-  Drive's large-file confirmation page; the file is then checked and renamed exactly like an HTTP download. Drive
-  downloads restart from zero (no resume). Behind a mirror the host is the mirror's, so plain HTTP is used.
-
-Cache stamps: beside a verified cached file sits ``<filename>.sha256`` (one line: hex sha256, size, mtime_ns).
-While the file's size and mtime_ns match the stamp, a cache check trusts the stamp's digest instead of re-hashing
-(a 250 MB checkpoint is not re-read on every run); a touched or changed file is re-hashed.
-
-Progress: ``progress=True`` shows a tqdm bar on stderr (hidden when stderr is not a terminal); this bar is the
-library's one permitted console output (gdown's own output is always silenced). Pass ``progress=False`` for none,
-or a callable ``progress(done_bytes, total_bytes_or_None)`` to report it yourself (the CLI, a GUI, a test).
-"""
+"""Downloads: resumable HTTP(S) with retries, Google Drive through gdown, the sha256 checked while streaming,
+a ``.part`` renamed onto the final name only once verified; the mirror; progress reporting."""
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +26,6 @@ GDRIVE_HOSTS: tuple[str, ...] = ("drive.google.com", "drive.usercontent.google.c
 """Hosts whose URLs are downloaded with gdown (Google Drive's confirmation page, cookies, redirects)."""
 
 _CHUNK = 1 << 20
-_TRUE = {"1", "true", "yes", "on"}
-_STAMP = ".sha256"
 _sleep = time.sleep  # the back-off between attempts; tests replace it
 
 
@@ -62,25 +35,6 @@ class DownloadError(PoseAppError):
 
 class _Transient(Exception):
     """One attempt failed in a way a retry may cure (network error, cut, timeout, HTTP 5xx/429); one-line why."""
-
-
-def cache_dir() -> Path:
-    """Where fetched files live: ``$POSEAPP_HOME`` if set; else, in a checkout, ``<repo root>/weights``; else
-    (poseapp installed with pip, where beside the package is site-packages) ``$XDG_CACHE_HOME/poseapp``, by
-    default ``~/.cache/poseapp``. Not created here."""
-    home = os.environ.get("POSEAPP_HOME", "").strip()
-    if home:
-        return Path(home).expanduser()
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "infer.py").is_file():
-        return repo / "weights"
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "poseapp"
-
-
-def is_offline() -> bool:
-    """True when ``POSEAPP_OFFLINE`` is set to 1/true/yes/on: nothing may be downloaded."""
-    return os.environ.get("POSEAPP_OFFLINE", "").strip().lower() in _TRUE
 
 
 def mirror_url(url: str) -> str:
@@ -104,76 +58,22 @@ def mirror_url(url: str) -> str:
 def sha256_of(path: str | Path) -> str:
     """The lowercase hex sha256 of the file at ``path``, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    _hash_file_into(h, Path(path))
+    hash_file_into(h, Path(path))
     return h.hexdigest()
 
 
 def check_file_hash(path: str | Path, sha256_prefix: str) -> bool:
     """Whether the sha256 of ``path`` starts with ``sha256_prefix`` (hex, any case)."""
-    return sha256_of(path).startswith(_normalise_prefix(sha256_prefix))
+    return sha256_of(path).startswith(normalise_prefix(sha256_prefix))
 
 
-def cached_path(filename: str, sha256_prefix: str | None = None, cache: str | Path | None = None) -> Path | None:
-    """``<cache>/filename`` if it is there and intact, else None; never touches the network.
-
-    ``cache`` defaults to ``cache_dir()``. With no ``sha256_prefix`` any file present counts. With one, a
-    matching stamp (``<filename>.sha256`` with the file's size and mtime_ns) stands in for the hash; otherwise
-    the file is hashed, and the stamp written (match) or dropped (mismatch).
-    """
-    path = (cache_dir() if cache is None else Path(cache)) / filename
-    if not path.is_file():
-        return None
-    if sha256_prefix is None:
-        return path
-    prefix = _normalise_prefix(sha256_prefix)
-    stamped = _read_stamp(path)
-    if stamped is not None and stamped.startswith(prefix):
-        return path
-    digest = sha256_of(path)
-    if digest.startswith(prefix):
-        _write_stamp(path, digest)
-        return path
-    _stamp_of(path).unlink(missing_ok=True)
-    return None
+_TRUE = {"1", "true", "yes", "on"}
 
 
-def fetch(
-    url: str,
-    filename: str,
-    sha256_prefix: str | None = None,
-    *,
-    name: str | None = None,
-    progress: bool | ProgressFn = True,
-    timeout: float = 30,
-    retries: int = 3,
-    backoff: float = 1.0,
-    cache: str | Path | None = None,
-    check: Callable[[Path], None] | None = None,
-) -> Path:
-    """``<cache>/filename``, downloaded from ``url`` (through ``POSEAPP_MIRROR``) unless already there and intact.
-
-    ``cache`` is the folder (None: ``cache_dir()``). A cache hit makes no request (see ``cached_path``); a
-    corrupt cached file is downloaded again. With ``POSEAPP_OFFLINE`` set, an absent (or corrupt) file raises
-    DownloadError telling how to get it; ``name`` (the zoo name) goes into that message. The other arguments
-    are ``download()``'s; ``check(path)`` vets a fresh download (after its hash, before its final name): if it
-    raises, the download is deleted and the error propagates. A cached file is not re-checked.
-    """
-    dest = (cache_dir() if cache is None else Path(cache)) / filename
-    hit = cached_path(filename, sha256_prefix, dest.parent)
-    if hit is not None:
-        log.debug("cache hit: %s", hit)
-        return hit
-    if dest.exists():
-        log.warning("cached %s does not match sha256 prefix %s; downloading it again", dest, sha256_prefix)
-    if is_offline():
-        state = "is not in the cache" if not dest.exists() else "is in the cache but its sha256 does not match"
-        raise DownloadError(
-            f"{filename} {state} (POSEAPP_OFFLINE is set): run `python infer.py fetch {name or 'NAME'}` "
-            f"on a machine with internet, or copy the file to {dest}"
-        )
-    digest = _download(url, dest, sha256_prefix, progress, timeout, retries, backoff, check)
-    _write_stamp(dest, digest)
-    return dest
+def is_offline() -> bool:
+    """True when ``POSEAPP_OFFLINE`` is set to 1/true/yes/on. Read once, where a public call gets
+    ``offline=None``; everything below takes ``offline`` as an argument."""
+    return os.environ.get("POSEAPP_OFFLINE", "").strip().lower() in _TRUE
 
 
 def download(
@@ -185,6 +85,7 @@ def download(
     timeout: float = 30,
     retries: int = 3,
     backoff: float = 1.0,
+    offline: bool | None = None,
 ) -> Path:
     """Download ``url`` (through ``POSEAPP_MIRROR``) to ``dest`` via ``dest.name + ".part"``; return ``dest``.
 
@@ -193,20 +94,21 @@ def download(
     failures (network errors, cuts, no data for ``timeout`` s, HTTP 5xx/429) are retried ``retries`` times after
     ``backoff * 2**i`` s. Raises DownloadError (one line naming the URL, what happened and the fix) for a
     permanent HTTP error, retries exhausted (the ``.part`` is kept for the next run), a hash mismatch (expected
-    prefix and digest got; the ``.part`` is deleted), an unwritable folder, or ``POSEAPP_OFFLINE``.
+    prefix and digest got; the ``.part`` is deleted), an unwritable folder, or ``offline`` (None: as
+    ``POSEAPP_OFFLINE`` says).
     """
-    _download(url, Path(dest), sha256_prefix, progress, timeout, retries, backoff)
+    if is_offline() if offline is None else offline:
+        raise DownloadError(f"offline (--offline or POSEAPP_OFFLINE): not downloading {mirror_url(url)} (go online, "
+                            f"or copy the file to {dest})")
+    download_verified(url, Path(dest), sha256_prefix, progress, timeout, retries, backoff)
     return Path(dest)
 
 
-def _download(url: str, dest: Path, sha256_prefix: str | None, progress: bool | ProgressFn, timeout: float,
-              retries: int, backoff: float, check: Callable[[Path], None] | None = None) -> str:
-    """``download()``, returning the file's hex sha256 (for the cache stamp)."""
-    prefix = _normalise_prefix(sha256_prefix) if sha256_prefix is not None else None
+def download_verified(url: str, dest: Path, sha256_prefix: str | None, progress: bool | ProgressFn,
+                      timeout: float, retries: int, backoff: float, check: Callable[[Path], None] | None = None) -> str:
+    """``download()`` (whose caller has checked it may go online), returning the file's hex sha256."""
+    prefix = normalise_prefix(sha256_prefix) if sha256_prefix is not None else None
     url = mirror_url(url)
-    if is_offline():
-        raise DownloadError(f"POSEAPP_OFFLINE is set: not downloading {url} (unset POSEAPP_OFFLINE, or copy the "
-                            f"file to {dest})")
     part = dest.with_name(dest.name + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +201,7 @@ def _http_attempt(url: str, part: Path, report: ProgressFn, timeout: float) -> s
         total = _range_total(response) or (offset + length if length is not None else None)
         h = hashlib.sha256()
         if offset:
-            _hash_file_into(h, part)
+            hash_file_into(h, part)
         got = offset
         report(got, total)
         try:
@@ -439,7 +341,7 @@ def _looks_like_html(path: Path) -> bool:
 # ----------------------------------------------------------------------------------------- hashes and stamps
 
 
-def _normalise_prefix(sha256_prefix: str) -> str:
+def normalise_prefix(sha256_prefix: str) -> str:
     """Lowercase hex prefix; a ValueError for anything else (a programming error in the zoo table)."""
     prefix = sha256_prefix.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{1,64}", prefix):
@@ -447,39 +349,10 @@ def _normalise_prefix(sha256_prefix: str) -> str:
     return prefix
 
 
-def _hash_file_into(h: "hashlib._Hash", path: Path) -> None:
+def hash_file_into(h: "hashlib._Hash", path: Path) -> None:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
-
-
-def _stamp_of(path: Path) -> Path:
-    return path.with_name(path.name + _STAMP)
-
-
-def _read_stamp(path: Path) -> str | None:
-    """The digest in ``path``'s stamp if the stamp's size and mtime_ns are the file's, else None."""
-    try:
-        digest, size, mtime_ns = _stamp_of(path).read_text().split()
-        st = path.stat()
-    except (OSError, ValueError):
-        return None
-    if re.fullmatch(r"[0-9a-f]{64}", digest) and size == str(st.st_size) and mtime_ns == str(st.st_mtime_ns):
-        return digest
-    return None
-
-
-def _write_stamp(path: Path, digest: str) -> None:
-    """Write ``path``'s stamp atomically (temp file + rename); a read-only cache just goes without."""
-    stamp = _stamp_of(path)
-    tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
-    try:
-        st = path.stat()
-        tmp.write_text(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
-        os.replace(tmp, stamp)
-    except OSError as e:
-        log.debug("cannot write %s: %s", stamp, e)
-        tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------- progress

@@ -1,0 +1,280 @@
+"""The whole ``predict`` job as one call: :class:`PredictOptions` in, a :class:`RunReport` out.
+
+``python infer.py predict`` only parses its flags into a PredictOptions, calls :func:`run_predict` and prints
+the report; a program does the same::
+
+    from poseapp import PredictOptions, run_predict
+    report = run_predict(PredictOptions(source="photos/", save_json=True))
+    print(report.out, report.frames, report.instances, report.failures)
+
+The order of the work is the floor the command line stands on: the cheap checks first (device, source, an
+``out_dir`` that would overwrite an input or cannot be written) so they fail before any model loads; then
+the pose model is resolved once and its boxes chosen (``create_detector``), the weights load, and every frame
+goes through the pipeline into the writers (``open_outputs``). Whatever stops the run (an error, Ctrl-C,
+SIGTERM) every writer still finalises what it has, and the folders the run created are removed if empty.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from poseapp.boxes.yolo import DEFAULT_DETECTOR
+from poseapp.errors import PoseAppError, arg, render
+from poseapp.sources import DEFAULT_MAX_PIXELS, DEFAULT_STREAM_TIMEOUT
+
+if TYPE_CHECKING:
+    from poseapp.boxes import Detector
+    from poseapp.pipeline import Pipeline
+    from poseapp.sinks import Window
+    from poseapp.sources import Source
+    from poseapp.zoo import Recipe
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
+
+_RENAMED = {"model": "pose_model", "arch": "pose_arch", "classes": "det_classes", "trusted": "trust_checkpoint"}
+"""create_model's and create_detector's argument names, as PredictOptions calls them (for error messages)."""
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Everything a predict run takes; the fields are ``python infer.py predict``'s flags (``--pose-model`` is
+    ``pose_model``), and errors name the field that was wrong (the command line shows its flag)."""
+
+    source: str | int | Path
+    pose_model: str | Path = DEFAULT_POSE_MODEL
+    pose_arch: str | None = None
+    det_model: str | Path | None = DEFAULT_DETECTOR  # None or "none": the whole frame
+    det_conf: float = 0.25
+    det_iou: float = 0.7
+    max_det: int = 300
+    det_classes: Sequence[str | int] | None = None
+    boxes_file: str | Path | None = None
+    face_from: str | Path | None = None
+    face_from_arch: str | None = None
+    face_from_thr: float = 0.3
+    trust_checkpoint: Sequence[str | Path] = ()
+    device: str = "auto"
+    half: bool = False
+    batch_size: int = 32
+    flip_test: bool | None = None  # None: the recipe's (on for the published configs)
+    out_dir: str | Path = "runs/predict"
+    exist_ok: bool = False
+    save_media: bool = True  # annotated images / video
+    save_json: bool = False  # keypoints: predictions.json for images, <stem>.jsonl for a video or stream
+    show: bool = False
+    kpt_thr: float = 0.3
+    radius: int | None = None
+    thickness: int | None = None
+    draw_bbox: bool = False
+    recursive: bool = False
+    vid_stride: int = 1
+    max_frames: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    stream_timeout: float = DEFAULT_STREAM_TIMEOUT
+    offline: bool | None = None  # None: as POSEAPP_OFFLINE says
+
+
+@dataclass
+class RunReport:
+    """What a run did, filled as it goes (so a run stopped half-way still reports what it finished)."""
+
+    source: str = ""
+    kind: str = ""  # the source's: image, video or stream
+    model: str = ""
+    out: Path | None = None  # the folder written (None: nothing is saved)
+    frames: int = 0
+    instances: int = 0
+    pose_time: float = 0.0
+    det_time: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+    stale: list[Path] = field(default_factory=list)  # temporary files of killed runs, removed
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line reason)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
+    def saved(self) -> bool:
+        """Whether any file was written into ``out``."""
+        return self.out is not None and any(p.is_file() for p in self.out.rglob("*"))
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", render(message))
+
+
+def run_predict(options: PredictOptions, report: RunReport | None = None, *,
+                warn: Callable[[str], None] = _log_warning) -> RunReport:
+    """Run the job ``options`` describe and return its report (``report``, when given, is filled as the run
+    goes: after an exception it holds what was done). ``warn`` gets the one-line warnings (a ``kpt_thr``
+    outside the model's scores...), their options marked as errors mark them (``errors.render``); the
+    default logs them.
+
+    Raises:
+        PoseAppError: a bad option, input, model or output (one line naming the option and the fix), before
+            any model loads where it can be told then.
+    """
+    from poseapp.create import resolve_device
+    from poseapp.sources import open_source
+
+    o = options
+    report = report if report is not None else RunReport()
+    report.source = str(o.source)
+    device = resolve_device(o.device, half=o.half)
+    source = open_source(o.source, recursive=o.recursive, vid_stride=o.vid_stride, max_frames=o.max_frames,
+                         max_pixels=o.max_pixels, stream_timeout=o.stream_timeout)
+    report.kind = source.kind
+    report.start = time.perf_counter()  # the run itself: the summary's speeds leave start-up out
+    out_dir = Path(o.out_dir).expanduser()  # out_dir="~/res": the shell leaves ~ to us
+    created = first_missing(out_dir)  # the top folder this run creates, if any
+    window = None
+    try:
+        window = _open_window(o)
+        if o.save_media or o.save_json:
+            from poseapp.sinks import next_run_dir
+
+            report.out = next_run_dir(out_dir, exist_ok=o.exist_ok)
+            if created is None and not o.exist_ok and report.out != out_dir:
+                created = report.out  # runs/predict2, beside an existing runs/predict
+            report.stale = _check_run_dir(o, source, report.out)
+        pipeline = _build_pipeline(o, device, warn)
+        report.model = pipeline.estimator.recipe.name
+        _stream(pipeline, source, window, o, report)
+    except BaseException:
+        _abandon(source, window, created)
+        raise
+    finally:
+        report.failures = list(source.failures)
+    if created is not None:
+        remove_if_empty(created)
+    return report
+
+
+def _open_window(o: PredictOptions) -> "Window | None":
+    from poseapp.sinks import Window
+
+    return Window(f"poseapp: {o.source}") if o.show else None
+
+
+def _check_run_dir(o: PredictOptions, source: "Source", out: Path) -> list[Path]:
+    """Refuse a run folder whose outputs would overwrite an input (before anything is written), then remove
+    the temporary files killed runs left where this run writes; returns those removed."""
+    from poseapp.outputs import check_outputs_apart
+    from poseapp.sinks import remove_stale_temps
+
+    others = [Path(p) for p in (o.boxes_file, o.pose_model) if p and Path(p).is_file()]
+    planned = check_outputs_apart(source, out, media=o.save_media, keypoints=o.save_json, other_inputs=others)
+    return remove_stale_temps(sorted({p.parent for p in planned} | {out}))
+
+
+def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None]) -> "Pipeline":
+    """The pose model resolved once (recipe errors before any weights load), its boxes, then the weights."""
+    import poseapp.create
+    from poseapp.pipeline import Pipeline
+
+    try:
+        model = poseapp.create.resolve_model(o.pose_model, o.pose_arch)
+        _check_kpt_thr(o.kpt_thr, model.recipe, warn)
+        detector = detector_for(o, model.recipe, device)
+        estimator = poseapp.create.create_model(model, device=device, half=o.half, batch_size=o.batch_size,
+                                                flip_test=o.flip_test, offline=o.offline)
+    except PoseAppError as e:
+        raise e.renamed(_RENAMED)
+    return Pipeline(estimator, detector)
+
+
+def detector_for(o: PredictOptions, recipe: "Recipe", device: str) -> "Detector":
+    """The box source the options give ``recipe``'s model (``create_detector``: its data set's default boxes,
+    or boxes_file, face_from, det_classes). Option errors are raised before any model loads."""
+    from poseapp.boxes import create_detector
+
+    try:
+        return create_detector(
+            recipe, det_model=o.det_model, classes=o.det_classes, boxes_file=o.boxes_file, face_from=o.face_from,
+            face_from_arch=o.face_from_arch, face_from_thr=o.face_from_thr, conf=o.det_conf, iou=o.det_iou,
+            max_det=o.max_det, device=device, half=o.half, batch_size=o.batch_size, flip_test=o.flip_test,
+            trusted=tuple(o.trust_checkpoint), offline=o.offline)
+    except PoseAppError as e:
+        raise e.renamed(_RENAMED)
+
+
+def _check_kpt_thr(thr: float, recipe: "Recipe", warn: Callable[[str], None]) -> None:
+    """Warn when kpt_thr lies outside the range of the model's keypoint scores (it would draw all or none)."""
+    from poseapp.codecs import score_range
+
+    low, high = score_range(recipe.codec)
+    if not low <= thr <= high:
+        effect = "nothing is drawn" if thr > high else "every keypoint is drawn, however unsure"
+        warn(f"{arg('kpt_thr')} {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): {effect}")
+
+
+def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: PredictOptions,
+            report: RunReport) -> None:
+    """Every frame through the pipeline into the writers and the window, counted into ``report``."""
+    from contextlib import ExitStack
+
+    from tqdm import tqdm
+
+    from poseapp.drawing import draw
+    from poseapp.outputs import open_outputs
+
+    meta = {"model": pipeline.estimator.recipe.name}
+    with ExitStack() as stack:
+        if window is not None:
+            stack.enter_context(window)
+        stack.enter_context(source)
+        outputs = stack.enter_context(open_outputs(source, report.out, media=o.save_media, keypoints=o.save_json,
+                                                   meta=meta))
+        single = source.kind == "image" and (source.expected_frames or 0) <= 1
+        bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=single,
+                                       dynamic_ncols=True, leave=False))
+        for result in pipeline(source):
+            report.frames += 1
+            report.instances += len(result)
+            report.pose_time += result.timings.get("pose", 0.0)
+            report.det_time += result.timings.get("detect", 0.0)
+            annotated = None
+            if outputs.needs_image or window is not None:
+                annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
+                                 thickness=o.thickness, draw_bbox=o.draw_bbox)
+            outputs.write(result, annotated)
+            bar.update(1)
+            if window is not None and not window.show(annotated):
+                break
+
+
+def _abandon(source: "Source", window: "Window | None", created: Path | None) -> None:
+    """A run that fails: release the capture and window, and remove the folders it created if they hold
+    nothing (so a bad pose model or a single unreadable image does not use up runs/predictN)."""
+    source.close()
+    if window is not None:
+        window.close()
+    if created is not None:
+        remove_if_empty(created)
+
+
+def first_missing(path: Path) -> Path | None:
+    """The top-most folder of ``path`` that does not exist yet (what creating ``path`` would create)."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` and its sub-folders when no file is left in them."""
+    import os
+
+    for dirpath, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(dirpath)  # only an empty folder
+        except OSError:
+            pass
