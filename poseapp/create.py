@@ -45,7 +45,8 @@ def _resolve_device(device: str) -> str:
     cuda = re.fullmatch(r"cuda(?::([0-9]+))?", text)
     if cuda:
         if not torch.cuda.is_available():
-            raise PoseAppError(f"{arg('device')} {device}: CUDA is not available on this machine (use {arg('device')} cpu)")
+            raise PoseAppError(f"{arg('device')} {device}: CUDA is not available on this machine "
+                               f"(use {arg('device')} cpu)")
         count = torch.cuda.device_count()
         if cuda.group(1) is not None and int(cuda.group(1)) >= count:
             raise PoseAppError(f"{arg('device')} {device}: this machine has {count} CUDA device(s), cuda:0 to "

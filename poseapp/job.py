@@ -211,7 +211,8 @@ def _check_kpt_thr(thr: float, recipe: "Recipe", warn: Callable[[str], None]) ->
     low, high = score_range(recipe.codec)
     if not low <= thr <= high:
         effect = "nothing is drawn" if thr > high else "every keypoint is drawn, however unsure"
-        warn(f"{arg('kpt_thr')} {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): {effect}")
+        warn(f"{arg('kpt_thr')} {thr:g} is outside the keypoint scores of {recipe.name} ({low:g} to {high:g}): "
+             f"{effect}")
 
 
 def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: PredictOptions,

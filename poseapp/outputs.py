@@ -2,8 +2,8 @@
 and opened as one set of writers.
 
 :func:`open_outputs` is the one place that chooses the writers for a source (annotated images or a video, a
-JSON document or JSON Lines). An annotated copy takes its input's name (``photos/a.jpg`` -> ``<out>/a.jpg``), so an ``--out`` that is
-a source folder would overwrite the originals. :func:`check_outputs_apart` refuses that, and an
+JSON document or JSON Lines). An annotated copy takes its input's name (``photos/a.jpg`` -> ``<out>/a.jpg``),
+so an ``--out`` that is a source folder would overwrite the originals. :func:`check_outputs_apart` refuses that, and an
 ``--out`` that a later run of the same source would read back as input (inside a folder the run walks
 recursively, or matched by its glob pattern).
 """

@@ -599,7 +599,8 @@ def test_offline_refuses_a_drive_url_without_any_request(drive, cache, monkeypat
 def test_download_itself_refuses_offline(server, tmp_path, monkeypatch):
     monkeypatch.setenv("POSEAPP_OFFLINE", "1")
     for url in (server.url("good.pth"), DRIVE_URL.format("GOODID")):
-        with pytest.raises(DownloadError, match=f"offline \\(--offline or POSEAPP_OFFLINE\\): not downloading {re.escape(url)}"):
+        refused = f"offline \\(--offline or POSEAPP_OFFLINE\\): not downloading {re.escape(url)}"
+        with pytest.raises(DownloadError, match=refused):
             download(url, tmp_path / "m.pth", progress=False)
     assert server.requests == [] and files_in(tmp_path) == []
 

@@ -123,7 +123,8 @@ class VideoWriter(Closing):
                 self._container.mux(packet)
         except (OSError, av.FFmpegError) as e:
             self._discard()
-            raise OutputError(f"cannot write to '{self.path}': {_av_reason(e)} (choose another {arg('out_dir')})") from e
+            raise OutputError(f"cannot write to '{self.path}': {_av_reason(e)} "
+                              f"(choose another {arg('out_dir')})") from e
         self.frames_written += 1
 
     def _discard(self) -> None:
@@ -161,7 +162,8 @@ class VideoWriter(Closing):
             self._container.close()
         except (OSError, av.FFmpegError) as e:
             self._discard()
-            raise OutputError(f"cannot write to '{self.path}': {_av_reason(e)} (choose another {arg('out_dir')})") from e
+            raise OutputError(f"cannot write to '{self.path}': {_av_reason(e)} "
+                              f"(choose another {arg('out_dir')})") from e
         self._closed = True
         self._container = self._stream = None
         problem = self._check_playable()

@@ -70,7 +70,8 @@ class Window:
                 logger.debug("namedWindow failed: %s", e)
                 reason = "OpenCV has no GUI backend (headless build)"
         if reason is not None:
-            raise OutputError(f"{arg('show')} needs a display: none found ({reason}); drop {arg('show')} or run with a display")
+            raise OutputError(f"{arg('show')} needs a display: none found ({reason}); drop {arg('show')} or run "
+                              "with a display")
         self.title = title
         self._last: float | None = None
         self.fps: float | None = None
