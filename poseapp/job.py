@@ -52,6 +52,7 @@ class PredictOptions:
     det_conf: float = 0.25
     det_iou: float = 0.7
     max_det: int = 300
+    img_size: int = 640  # the detector's input size (ultralytics' imgsz)
     det_classes: Sequence[str | int] | None = None
     boxes_file: str | Path | None = None
     face_from: str | Path | None = None
@@ -198,7 +199,8 @@ def detector_for(o: PredictOptions, recipe: "Recipe", device: str) -> "Detector"
         return create_detector(
             recipe, det_model=o.det_model, classes=o.det_classes, boxes_file=o.boxes_file, face_from=o.face_from,
             face_from_arch=o.face_from_arch, face_from_thr=o.face_from_thr, conf=o.det_conf, iou=o.det_iou,
-            max_det=o.max_det, device=device, half=o.half, batch_size=o.batch_size, flip_test=o.flip_test,
+            max_det=o.max_det, imgsz=o.img_size, device=device, half=o.half, batch_size=o.batch_size,
+            flip_test=o.flip_test,
             trusted=tuple(o.trust_checkpoint), offline=o.offline)
     except PoseAppError as e:
         raise e.renamed(_RENAMED)

@@ -741,3 +741,12 @@ def test_errors_name_the_option_in_python_and_the_flag_on_the_command_line(tmp_p
         assert words in str(e.value) and "\x1f" not in str(e.value), str(e.value)
         assert flag_words in error_line(cli(*args, *([] if "--out" in args else ["--out", tmp_path / "out"])))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # no run folder left behind
+
+
+def test_img_size_and_its_alias_reach_the_detector(fake_yolo):
+    """The seed's --img-size (ultralytics' --imgsz): the detector's input size, 640 unless given."""
+    assert _build_detector(predict_opts(), recipe_of("coco"), "cpu").kwargs["imgsz"] == 640
+    for flag in ("--img-size", "--imgsz"):
+        assert _build_detector(predict_opts(flag, 320), recipe_of("coco"), "cpu").kwargs["imgsz"] == 320
+    line = error_line(cli("--source", "x.jpg", "--img-size", "16"))
+    assert "--img-size" in line and "16" in line

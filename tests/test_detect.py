@@ -640,3 +640,25 @@ def test_create_detector_names_its_own_arguments_in_errors():
         create_detector("hrnet-w32_coco-256x192", det_model="none", classes=["dog"])
     with pytest.raises(PoseAppError, match="^face_from makes face boxes for a face model"):
         create_detector("hrnet-w32_coco-256x192", face_from="res50_coco-256x192")
+
+
+def test_img_size_is_the_input_size_the_detector_runs_at(yolo_checkpoints, caplog):
+    """--img-size (imgsz): a .pt runs at that size; a size off the stride is rounded up, with a warning."""
+    import cv2
+
+    image = cv2.imread(str(ROOT / "assets" / "astronaut.jpg"))
+    small = YoloDetector(yolo_checkpoints["yolov8n"], imgsz=320, conf=1e-4, classes=None)
+    assert small.imgsz == (320, 320) and small._model.predictor.args.imgsz == 320
+    assert len(small([Frame(image, "a.jpg")])[0]) > 0
+    with caplog.at_level("WARNING", logger="poseapp.boxes.yolo"):
+        odd = YoloDetector(yolo_checkpoints["yolov8n"], imgsz=333, conf=1e-4, classes=None)
+    assert odd.imgsz == (352, 352)
+    assert "input size 333 is not used: the detector rounds it up to a multiple of its stride: 352x352" in caplog.text
+
+
+@needs_shared
+def test_an_export_for_one_size_keeps_it_and_says_so(caplog):
+    with caplog.at_level("WARNING", logger="poseapp.boxes.yolo"):
+        detector = YoloDetector(DETECTOR, imgsz=320)
+    assert detector.imgsz == (640, 640)
+    assert "input size 320 is not used: it is an export made for 640x640 only" in caplog.text

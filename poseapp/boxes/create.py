@@ -33,6 +33,7 @@ def create_detector(
     conf: float = 0.25,
     iou: float = 0.7,
     max_det: int = 300,
+    imgsz: int = 640,
     device: str | None = None,
     half: bool = False,
     batch_size: int = 32,
@@ -53,7 +54,7 @@ def create_detector(
         boxes_file: a COCO detection-results JSON whose boxes replace the detector (``BoxesFile``).
         face_from: for a face model, a COCO person model (zoo name or checkpoint, ``face_from_arch``) whose
             head keypoints (scoring at least ``face_from_thr``) on the detected persons give face boxes.
-        conf, iou, max_det, trusted: the detector's (``YoloDetector``); device, half, batch_size, flip_test:
+        conf, iou, max_det, imgsz, trusted: the detector's (``YoloDetector``); device, half, batch_size, flip_test:
             the ``face_from`` model's too. ``device`` None: the estimator's device when ``model`` is one,
             else the CPU.
         offline: no download (detector and ``face_from`` model must be cached); None: as ``POSEAPP_OFFLINE`` says.
@@ -73,7 +74,7 @@ def create_detector(
 
         _no_detector(trusted)
         return BoxesFile(boxes_file)
-    yolo = dict(det_model=None if whole else det_model, conf=conf, iou=iou, max_det=max_det, device=device,
+    yolo = dict(det_model=None if whole else det_model, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, device=device,
                 half=half, trusted=tuple(trusted), offline=offline)
     if person is not None:
         from poseapp.create import create_model

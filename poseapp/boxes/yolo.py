@@ -225,9 +225,28 @@ class YoloDetector:
         except Exception as e:  # ultralytics / onnxruntime / torch raise many types for a bad model file
             why = f"{type(e).__name__}: {' '.join(str(e).split())}"  # one line, whatever ultralytics wrote
             raise DetectorError(f"cannot load detector model {model} ({why}): {_DET_MODEL_FIX}") from e
+        self.imgsz = self._used_imgsz(imgsz)
         if classes is not None:
             self._kwargs["classes"] = resolve_classes(classes, self.class_names)
         log.info("YOLO detector %s loaded (%d classes, device %s)", self.path, len(self.class_names), device)
+
+    def _used_imgsz(self, asked: int) -> tuple[int, int]:
+        """The (height, width) the detector runs at, as ultralytics settled it on the first call: ``asked``
+        rounded up to the stride, or an export's own size; a warning says when it is not ``asked``."""
+        predictor = getattr(self._model, "predictor", None)
+        used = getattr(predictor, "imgsz", None)
+        if not (isinstance(used, (list, tuple)) and len(used) == 2):
+            return asked, asked
+        used = (int(used[0]), int(used[1]))
+        if used == (asked, asked):
+            return used
+        model = getattr(predictor, "model", None)
+        if hasattr(model, "imgsz") and not getattr(model, "dynamic", False):
+            why = f"it is an export made for {used[1]}x{used[0]} only (export it again at {asked}, or use the .pt)"
+        else:
+            why = f"the detector rounds it up to a multiple of its stride: {used[1]}x{used[0]}"
+        log.warning("detector %s: input size %d is not used: %s", self.path.name, asked, why)
+        return used
 
     @property
     def class_names(self) -> dict[int, str]:

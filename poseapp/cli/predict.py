@@ -73,6 +73,9 @@ class PredictCommand(click.Command):
 @click.option("--det-iou", default=0.7, show_default=True, type=Finite(0, 1),
               help="Detector NMS IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(1), help="Most boxes per frame.")
+@click.option("--img-size", "--imgsz", "img_size", default=640, show_default=True, type=click.IntRange(32, 4096),
+              help="Detector input size in pixels (ultralytics' imgsz; a multiple of 32, else the detector rounds it "
+              "up). An export made for one size keeps its own.")
 @click.option("--det-classes", default=None, help="Detector classes to keep, names or ids (e.g. person,dog). "
               "Default: by the pose model's data set (below).")
 @click.option("--boxes", "boxes_file", default=None, type=click.Path(dir_okay=False),
@@ -149,7 +152,8 @@ def predict_options(opts: dict[str, Any]) -> "PredictOptions":
     classes = None if opts["det_classes"] is None else [w.strip() for w in opts["det_classes"].split(",") if w.strip()]
     return PredictOptions(
         source=opts["source"], pose_model=opts["pose_model"], pose_arch=opts["pose_arch"], det_model=opts["det_model"],
-        det_conf=opts["det_conf"], det_iou=opts["det_iou"], max_det=opts["max_det"], det_classes=classes,
+        det_conf=opts["det_conf"], det_iou=opts["det_iou"], max_det=opts["max_det"], img_size=opts["img_size"],
+        det_classes=classes,
         boxes_file=opts["boxes_file"], face_from=opts["face_from"], face_from_arch=opts["face_from_arch"],
         face_from_thr=opts["face_from_thr"], trust_checkpoint=tuple(opts["trust_checkpoint"]), device=opts["device"],
         half=opts["half"], batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
