@@ -85,10 +85,14 @@ def resolve_model(model: "str | Path | ResolvedModel", arch: str | None = None) 
             raise PoseAppError(f"{arg('arch')} {arch}: the model was resolved as {model.recipe.name} already "
                                f"(resolve_model(model, arch) takes the arch; pass one or the other)")
         return model
+    if not str(model).strip():
+        raise CheckpointError(f"{arg('model')} is empty: pass a zoo name (python infer.py models) or a checkpoint path")
     path = Path(model)
     looks_like_path = path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.parent != Path(".") or path.exists()
     if not looks_like_path:
         return ResolvedModel(get_recipe(str(model)))
+    if path.is_dir():
+        raise CheckpointError(f"{arg('model')} {path} is a folder: pass the checkpoint file in it, or a zoo name")
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist (check {arg('model')}, or pass a zoo name: "
                               f"python infer.py models)")

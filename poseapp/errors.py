@@ -63,6 +63,9 @@ class PoseAppError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def __repr__(self) -> str:  # the markers stay in ``args`` (for ``render``), not in what is shown
+        return f"{type(self).__name__}({self.render()!r})"
+
 
 class SourceError(PoseAppError):
     """An input (image, folder, video, webcam, stream) cannot be read."""

@@ -181,6 +181,7 @@ class TopDownEstimator:
         Returns:
             per image, (keypoints (N_i, K, 2) float64 image pixels, scores (N_i, K) float64), for every codec.
         """
+        _check_inputs(images, boxes)
         crops = make_crops(images, boxes, self.recipe)
         counts = [len(np.asarray(b).reshape(-1, 4)) for b in boxes]
         if not len(crops.pixels):
@@ -191,3 +192,20 @@ class TopDownEstimator:
         keypoints, scores = keypoints.astype(np.float64), scores.astype(np.float64)  # one dtype, whatever the codec
         splits = np.cumsum(counts)[:-1]
         return list(zip(np.split(keypoints, splits), np.split(scores, splits)))
+
+
+def _check_inputs(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> None:
+    """ValueError, saying what is expected, for images and boxes the estimator cannot take."""
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+        raise ValueError("images must be a list of (H, W, 3) uint8 BGR images (one image: [image])")
+    if len(images) != len(boxes):
+        raise ValueError(f"{len(images)} image(s) but boxes for {len(boxes)}: pass one (N, 4) array of xyxy "
+                         "boxes per image")
+    for i, (image, b) in enumerate(zip(images, boxes)):
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"image {i} is {what}: the estimator takes (H, W, 3) uint8 BGR images (cv2.imread's)")
+        shape = np.shape(b)
+        if not (len(shape) == 2 and shape[1] == 4 or shape == (0,) or shape == (4,) and len(b)):
+            raise ValueError(f"the boxes of image {i} have shape {shape}: pass (N, 4) xyxy boxes "
+                             "(Detections.boxes; no score column)")

@@ -79,6 +79,49 @@ class PredictOptions:
     stream_timeout: float = DEFAULT_STREAM_TIMEOUT
     offline: bool | None = None  # None: as POSEAPP_OFFLINE says
 
+    def __post_init__(self) -> None:
+        """The checks the command line's option types make, for a program that builds the options itself:
+        a value out of range is a PoseAppError naming the field, before anything loads. A single string
+        where a list goes is one item (``det_classes="person,dog"`` is split at commas, as the flag is)."""
+        if isinstance(self.det_classes, str):
+            object.__setattr__(self, "det_classes", [w.strip() for w in self.det_classes.split(",") if w.strip()])
+        if isinstance(self.trust_checkpoint, (str, Path)):
+            object.__setattr__(self, "trust_checkpoint", (self.trust_checkpoint,))
+        for name, low, high in _FLOAT_RANGES:
+            _check_number(self, name, float, low, high)
+        for name, low, high, optional in _INT_RANGES:
+            if not (optional and getattr(self, name) is None):
+                _check_number(self, name, int, low, high)
+        if not 0 < self.stream_timeout <= 86400:
+            raise PoseAppError(f"{arg('stream_timeout')} must be more than 0 and at most 86400 seconds "
+                               f"(got {self.stream_timeout!r})")
+        out = Path(self.out_dir).expanduser()
+        if out.exists() and not out.is_dir():
+            raise PoseAppError(f"{arg('out_dir')} {out} is a file, not a folder: choose another {arg('out_dir')}")
+
+
+_FLOAT_RANGES = (("det_conf", 0.0, 1.0), ("det_iou", 0.0, 1.0), ("face_from_thr", 0.0, 1.0),
+                 ("kpt_thr", None, None), ("stream_timeout", None, None))
+_INT_RANGES = (("max_det", 1, None, False), ("img_size", 32, 4096, False), ("batch_size", 1, None, False),
+               ("vid_stride", 1, None, False), ("max_frames", 1, None, True), ("max_pixels", 1, None, False),
+               ("radius", 1, None, True), ("thickness", 1, None, True))
+
+
+def _check_number(options: PredictOptions, name: str, kind: type, low: float | None, high: float | None) -> None:
+    """``options.name`` is a finite ``kind`` (an int for int fields: not a bool, a float or a string) within
+    [low, high]; else a PoseAppError naming the field."""
+    import math
+
+    value = getattr(options, name)
+    is_kind = (isinstance(value, (int, float)) if kind is float else isinstance(value, int)) \
+        and not isinstance(value, bool)
+    if not is_kind or (kind is float and not math.isfinite(value)):
+        what = "a whole number" if kind is int else "a finite number"
+        raise PoseAppError(f"{arg(name)} must be {what} (got {value!r})")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else f"at least {low:g}"
+        raise PoseAppError(f"{arg(name)} must be {bounds} (got {value!r})")
+
 
 @dataclass
 class RunReport:

@@ -750,3 +750,20 @@ def test_img_size_and_its_alias_reach_the_detector(fake_yolo):
         assert _build_detector(predict_opts(flag, 320), recipe_of("coco"), "cpu").kwargs["imgsz"] == 320
     line = error_line(cli("--source", "x.jpg", "--img-size", "16"))
     assert "--img-size" in line and "16" in line
+
+
+def test_predict_options_check_what_the_flags_check(tmp_path):
+    """A program builds PredictOptions without click: the same ranges and types are checked, naming the field."""
+    from poseapp import PredictOptions
+    from poseapp.errors import PoseAppError
+
+    (tmp_path / "a.json").write_text("[]")
+    bad = {"radius": -3, "thickness": 0, "det_conf": 2.0, "det_iou": -1, "max_det": 0, "batch_size": 0,
+           "face_from_thr": 3, "kpt_thr": float("nan"), "vid_stride": "2", "max_frames": 0, "max_pixels": 1.5,
+           "img_size": 16, "stream_timeout": 0, "out_dir": str(tmp_path / "a.json")}
+    for field, value in bad.items():
+        with pytest.raises(PoseAppError) as e:
+            PredictOptions(source="x.jpg", **{field: value})
+        assert str(e.value).startswith(field) and "\x1f" not in repr(e.value), (field, str(e.value))
+    ok = PredictOptions(source="x.jpg", det_classes="person, dog", trust_checkpoint="det.pt", max_frames=None)
+    assert ok.det_classes == ["person", "dog"] and ok.trust_checkpoint == ("det.pt",)

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -523,3 +524,23 @@ def test_every_codec_gives_float64_image_keypoints(codec, warp):
     assert kpts.shape == (1, k, 2) and scores.shape == (1, k) and none_k.shape == (0, k, 2) and none_s.shape == (0, k)
     assert {a.dtype for a in (kpts, scores, none_k, none_s)} == {np.dtype(np.float64)}, recipe.name
     assert np.isfinite(kpts).all() and (kpts > -200).all() and (kpts < 520).all(), recipe.name
+
+
+def test_estimator_inputs_it_cannot_take_say_what_it_takes():
+    import torch
+
+    from poseapp.estimator import TopDownEstimator
+    from poseapp.models import build_model
+    from poseapp.zoo import get_recipe
+
+    recipe = get_recipe("res50_coco-256x192")
+    torch.manual_seed(0)
+    estimator = TopDownEstimator(build_model(recipe.arch, recipe.num_keypoints, recipe.input_size), recipe)
+    image, box = np.zeros((60, 80, 3), np.uint8), [[10, 20, 50, 55]]
+    for images, boxes, words in [(image, [box], "a list of (H, W, 3)"), ([image[..., 0]], [box], "uint8 (60, 80)"),
+                                 ([image, image], [box], "2 image(s) but boxes for 1"),
+                                 ([image], [[[10, 20, 50, 55, 0.9]]], "pass (N, 4) xyxy boxes")]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            estimator(images, boxes)
+    (kpts, _), = estimator([image], [box])  # the same image and box, given right
+    assert kpts.shape == (1, 17, 2)

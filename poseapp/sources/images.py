@@ -52,8 +52,10 @@ class ImageSource(Source):
                                        on_error=lambda why, path=path: self._fail(str(path), why))
             if pages is None:
                 if self.single:
-                    raise SourceError(f"cannot read image '{path}': {marked_form(reason)}; check the file "
-                                      f"(re-export or re-download it) or pass another {arg('source')}")
+                    why = marked_form(reason)
+                    fix = (f"raise {arg('max_pixels')} if the image is meant to be that large" if arg("max_pixels")
+                           in why else "check the file (re-export or re-download it)")
+                    raise SourceError(f"cannot read image '{path}': {why}; {fix} or pass another {arg('source')}")
                 self._fail(str(path), f"{marked_form(reason)}: skipped")
                 continue
             for page in pages:
