@@ -49,8 +49,8 @@ class PredictOptions:
     pose_model: str | Path = DEFAULT_POSE_MODEL
     pose_arch: str | None = None
     det_model: str | Path | None = DEFAULT_DETECTOR  # None or "none": the whole frame
-    det_conf: float = 0.25
-    det_iou: float = 0.7
+    det_conf: float | None = None  # None: the detector's default (0.25; a classic yolov5 checkpoint: 0.4)
+    det_iou: float | None = None  # None: the detector's default (0.7; a classic yolov5 checkpoint: 0.5)
     max_det: int = 300
     img_size: int = 640  # the detector's input size (ultralytics' imgsz)
     det_classes: Sequence[str | int] | None = None
@@ -88,7 +88,8 @@ class PredictOptions:
         if isinstance(self.trust_checkpoint, (str, Path)):
             object.__setattr__(self, "trust_checkpoint", (self.trust_checkpoint,))
         for name, low, high in _FLOAT_RANGES:
-            _check_number(self, name, float, low, high)
+            if not (name in ("det_conf", "det_iou") and getattr(self, name) is None):
+                _check_number(self, name, float, low, high)
         for name, low, high, optional in _INT_RANGES:
             if not (optional and getattr(self, name) is None):
                 _check_number(self, name, int, low, high)

@@ -17,19 +17,13 @@ from poseapp.boxes.yolov5.processing import letterbox, non_max_suppression, to_i
 
 FIXTURE = Path(__file__).parent / "fixtures" / "yolov5"
 sys.path.insert(0, str(FIXTURE))
-from seeded import seeded_state_dict  # noqa: E402
+from yolov5_file import seeded_weights, write_yolov5_checkpoint  # noqa: E402
 
 DOC = json.loads((FIXTURE / "reference.json").read_text())
 REFERENCE = np.load(FIXTURE / "reference.npz")
 
 
-def seeded_weights(network) -> dict[str, torch.Tensor]:
-    """The reference's weights: seeded, through float16 (the checkpoint's), anchors in grid cells."""
-    weights = {k: v.half().float() if v.is_floating_point() else v
-               for k, v in seeded_state_dict(network.state_dict()).items()}
-    strides = torch.tensor([8.0, 16.0, 32.0]).view(-1, 1, 1)
-    weights["model.24.anchors"] = torch.tensor(DOC["yaml"]["anchors"], dtype=torch.float32).view(3, -1, 2) / strides
-    return weights
+REFERENCE_THREADS = 2  # torch's intra-op threads when the reference was made (a sum's order follows them)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +31,16 @@ def network():
     net = build_yolov5(DOC["yaml"])
     net.load_state_dict(seeded_weights(net))
     return net.fuse()
+
+
+@pytest.fixture
+def reference_threads():
+    """Sums in the reference's order: with other thread counts, float32 rounding moves outputs of ~200 px by
+    ~1e-4 and can swap detections whose scores tie to 1e-7."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(REFERENCE_THREADS)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_the_network_has_yolov5s_keys_and_shapes():
@@ -48,7 +52,7 @@ def test_the_network_has_yolov5s_keys_and_shapes():
 @needs_shared
 @pytest.mark.parametrize("image_name", DOC["images"])
 @pytest.mark.parametrize("size", DOC["sizes"])
-def test_outputs_and_boxes_equal_yolov5s(network, image_name, size):
+def test_outputs_and_boxes_equal_yolov5s(network, image_name, size, reference_threads):
     image = cv2.cvtColor(cv2.imread(str(DATA / image_name)), cv2.COLOR_BGR2RGB)  # the seed runs on RGB
     tag = f"v7/{Path(image_name).stem}/{size}"
     x = to_tensor(letterbox(image, size))
@@ -81,46 +85,6 @@ def test_a_description_outside_the_table_is_refused():
 # Checkpoints: classic yolov5 files, read without running their code
 
 
-def write_yolov5_checkpoint(path: Path, layout: str) -> Path:
-    """A seeded YOLOv5m saved as yolov5 saved stripped checkpoints (its module tree pickled under the
-    repository's names, models.yolo / models.common; float16), without yolov5: poseapp's own modules, which
-    have yolov5's structure, are given those names while the file is written."""
-    import copy
-    import types
-
-    from poseapp.boxes.yolov5 import network as nw
-
-    net = build_yolov5(DOC["yaml"])
-    net.load_state_dict(seeded_weights(net))
-    net.yaml, net.names = copy.deepcopy(DOC["yaml"]), list(DOC["names"])
-    root = "Model" if layout == "v5" else "DetectionModel"
-    classes = {"models.common": [nw.Conv, nw.Focus, nw.Bottleneck, nw.C3, nw.SPP, nw.Concat],
-               "models.yolo": [nw.Detect, nw.YoloV5]}
-    saved = {c: (c.__module__, c.__qualname__) for cs in classes.values() for c in cs}
-    modules = {"models": types.ModuleType("models")}
-    try:
-        for module, cs in classes.items():
-            modules[module] = types.ModuleType(module)
-            for c in cs:
-                c.__module__, c.__qualname__ = module, root if c is nw.YoloV5 else c.__name__
-                setattr(modules[module], c.__qualname__, c)
-        sys.modules.update(modules)
-        model = copy.deepcopy(net).half()
-        if layout == "v5":
-            detect = model.detect
-            grid = (detect.anchors * detect.stride.view(-1, 1, 1)).view(3, 1, 3, 1, 1, 2)  # anchors in pixels
-            detect.register_buffer("anchor_grid", grid)
-        ckpt = {"epoch": -1, "best_fitness": None, "model": model, "optimizer": None, "wandb_id": None,
-                **({"training_results": None} if layout == "v5" else {"ema": None, "updates": None})}
-        torch.save(ckpt, path)
-    finally:
-        for c, (module, qualname) in saved.items():
-            c.__module__, c.__qualname__ = module, qualname
-        for name in modules:
-            sys.modules.pop(name, None)
-    return path
-
-
 @pytest.fixture(scope="module", params=["v5", "v7"])
 def checkpoint(request, tmp_path_factory):
     return request.param, write_yolov5_checkpoint(tmp_path_factory.mktemp("yolov5") / "det.pt", request.param)
@@ -135,7 +99,7 @@ def test_a_written_checkpoint_names_what_yolov5_pickled(checkpoint):
 
 
 @needs_shared
-def test_a_checkpoint_loads_weights_only_into_the_same_detector(checkpoint):
+def test_a_checkpoint_loads_weights_only_into_the_same_detector(checkpoint, reference_threads):
     from poseapp.boxes.yolov5.checkpoint import read_yolov5_checkpoint
 
     layout, path = checkpoint
@@ -201,3 +165,56 @@ def test_what_is_not_a_yolov5_checkpoint_is_refused_in_one_line(tmp_path):
         with pytest.raises(NotACheckpointError, match=words) as e:
             read_yolov5_checkpoint(tmp_path / name)
         assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# The detector, and the seed's own command line
+
+
+@needs_shared
+def test_the_detector_gives_the_seeds_boxes(checkpoint, reference_threads):
+    """YoloV5Detector on a BGR frame: the reference's detections of that image (class person kept, as the
+    seed keeps it), back in image pixels and rounded as the seed's scale_boxes rounds them."""
+    from poseapp.boxes.yolov5.detector import YoloV5Detector, is_classic_yolov5
+    from poseapp.results import Frame
+
+    _, path = checkpoint
+    assert is_classic_yolov5(path)
+    image_name = DOC["images"][0]
+    frame = Frame(cv2.imread(str(DATA / image_name)), image_name)
+    detector = YoloV5Detector(path, conf=DOC["conf"], iou=DOC["iou"], classes=["person"])
+    assert detector.class_names == {0: "person", 1: "head"} and detector.classes == (0,)
+    (found,) = detector([frame])
+    tag = f"v7/{Path(image_name).stem}/640"
+    reference = REFERENCE[f"{tag}/boxes"][REFERENCE[f"{tag}/det"][:, 5] == 0]
+    np.testing.assert_array_equal(found.boxes, np.round(reference))
+    assert found.labels.tolist() == [0] * len(reference) and len(reference) >= 50
+    seed = YoloV5Detector(path)  # the seed's defaults: conf 0.4, IoU 0.5, persons
+    assert (seed.conf, seed.iou) == (0.4, 0.5)
+    kept = seed([frame])[0]
+    assert len(kept) > 0 and (kept.scores > 0.4).all() and set(kept.labels.tolist()) == {0}
+
+
+@needs_shared
+def test_the_seeds_command_line_runs_as_written(make_checkpoint, tmp_path):
+    """python infer.py --source TEST_SOURCE --det-model DET_MODEL_PATH --pose-model POSE_MODEL_PATH --img-size 640,
+    with a yolov5 checkpoint and a sithu pose model (its parity checkpoint, under its published file name)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from poseapp.cli import main
+    from poseapp.zoo import get_recipe
+
+    det = write_yolov5_checkpoint(tmp_path / "crowdhuman_yolov5m.pt", "v5", objectness_shift=0.2)  # ~20 boxes
+    pose = tmp_path / get_recipe("posehrnet-w32_coco-256x192").filename
+    shutil.copyfile(make_checkpoint("sithu_posehrnet-w32", "sithu"), pose)
+    out = tmp_path / "out"
+    args = ["--source", str(DATA / "coco"), "--det-model", str(det), "--pose-model", str(pose), "--img-size", "640",
+            "--json", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    images = json.loads((out / "predictions.json").read_text())["images"]
+    assert len(images) == len(list((DATA / "coco").glob("*.jpg"))) and sum(len(i["instances"]) for i in images) > 0
+    assert all(cv2.imread(str(out / i["image"].rsplit("/", 1)[-1])) is not None for i in images)
+    assert json.loads((out / "predictions.json").read_text())["model"] == "posehrnet-w32_coco-256x192"

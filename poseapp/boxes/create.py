@@ -30,8 +30,8 @@ def create_detector(
     face_from: str | Path | None = None,
     face_from_arch: str | None = None,
     face_from_thr: float = 0.3,
-    conf: float = 0.25,
-    iou: float = 0.7,
+    conf: float | None = None,
+    iou: float | None = None,
     max_det: int = 300,
     imgsz: int = 640,
     device: str | None = None,
@@ -54,7 +54,9 @@ def create_detector(
         boxes_file: a COCO detection-results JSON whose boxes replace the detector (``BoxesFile``).
         face_from: for a face model, a COCO person model (zoo name or checkpoint, ``face_from_arch``) whose
             head keypoints (scoring at least ``face_from_thr``) on the detected persons give face boxes.
-        conf, iou, max_det, imgsz, trusted: the detector's (``YoloDetector``); device, half, batch_size, flip_test:
+        conf, iou, max_det, imgsz, trusted: the detector's (``YoloDetector``, or ``YoloV5Detector`` for a classic
+            yolov5 checkpoint; conf and iou None: that detector's defaults, 0.25 and 0.7 for ultralytics', the
+            seed's 0.4 and 0.5 for yolov5's); device, half, batch_size, flip_test:
             the ``face_from`` model's too. ``device`` None: the estimator's device when ``model`` is one,
             else the CPU.
         offline: no download (detector and ``face_from`` model must be cached); None: as ``POSEAPP_OFFLINE`` says.
@@ -140,6 +142,10 @@ def _yolo_or_whole_frame(classes: Sequence[int | str] | None, *, det_model: str 
     if classes is None or det_model is None:
         _no_detector(trusted)
         return WholeFrameDetector()
+    from poseapp.boxes.yolov5.detector import YoloV5Detector, is_classic_yolov5
+
+    if is_classic_yolov5(Path(det_model).expanduser()):  # the seed's crowdhuman_yolov5m.pt and its kind
+        return YoloV5Detector(Path(det_model).expanduser(), classes=classes, **kwargs)
     from poseapp.boxes.yolo import YoloDetector
 
     return YoloDetector(det_model, classes=classes, trusted=trusted, **kwargs)

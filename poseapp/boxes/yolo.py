@@ -156,8 +156,8 @@ class YoloDetector:
     Args:
         model: a .pt / .onnx file, an OpenVINO export folder, or a bare name ultralytics can fetch
             (``yolo11n.pt``; it lands in ``poseapp.hub.cache_dir()``).
-        conf: minimum box confidence.
-        iou: NMS IoU threshold.
+        conf: minimum box confidence (None: 0.25).
+        iou: NMS IoU threshold (None: 0.7).
         max_det: most boxes per frame.
         classes: class ids (0-based; ``(0,)`` = person) or names to keep; None keeps every class.
         device: ``"cpu"``, ``"cuda:0"``, ``"0"``...
@@ -181,8 +181,8 @@ class YoloDetector:
         self,
         model: str | Path,
         *,
-        conf: float = 0.25,
-        iou: float = 0.7,
+        conf: float | None = None,
+        iou: float | None = None,
         max_det: int = 300,
         classes: Sequence[int | str] | None = (0,),
         device: str = "cpu",
@@ -203,8 +203,8 @@ class YoloDetector:
                             "(pose checkpoints always load weights-only)", other, self.path)
         yolo_cls = _import_yolo()
         self._kwargs: dict[str, Any] = dict(
-            conf=conf,
-            iou=iou,
+            conf=0.25 if conf is None else conf,
+            iou=0.7 if iou is None else iou,
             max_det=max_det,
             classes=None,  # resolved below, once the model's class names are known
             device=device,

@@ -68,9 +68,9 @@ class PredictCommand(click.Command):
               help="Let ultralytics load this detector file in full (unpickle a .pt, run a TorchScript): RUNS ANY "
               "CODE IN IT. Without it a .pt loads weights-only, through an allow-list of model classes, and only "
               ".onnx and OpenVINO exports are read by path (README: Security).")
-@click.option("--det-conf", default=0.25, show_default=True, type=Finite(0, 1),
+@click.option("--det-conf", default=None, type=Finite(0, 1), show_default="0.25; a classic YOLOv5 checkpoint: 0.4",
               help="Detector confidence threshold.")
-@click.option("--det-iou", default=0.7, show_default=True, type=Finite(0, 1),
+@click.option("--det-iou", default=None, type=Finite(0, 1), show_default="0.7; a classic YOLOv5 checkpoint: 0.5",
               help="Detector NMS IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(1), help="Most boxes per frame.")
 @click.option("--img-size", "--imgsz", "img_size", default=640, show_default=True, type=click.IntRange(32, 4096),
