@@ -189,6 +189,9 @@ def test_the_detector_gives_the_seeds_boxes(checkpoint, reference_threads):
     reference = REFERENCE[f"{tag}/boxes"][REFERENCE[f"{tag}/det"][:, 5] == 0]
     np.testing.assert_array_equal(found.boxes, np.round(reference))
     assert found.labels.tolist() == [0] * len(reference) and len(reference) >= 50
+    heads = YoloV5Detector(path, conf=DOC["conf"], iou=DOC["iou"], classes=["head"])  # --det-classes head
+    found_heads = heads([frame])[0]
+    assert heads.classes == (1,) and len(found_heads) > 0 and set(found_heads.labels.tolist()) == {1}
     seed = YoloV5Detector(path)  # the seed's defaults: conf 0.4, IoU 0.5, persons
     assert (seed.conf, seed.iou) == (0.4, 0.5)
     kept = seed([frame])[0]
