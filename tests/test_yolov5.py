@@ -221,3 +221,32 @@ def test_the_seeds_command_line_runs_as_written(make_checkpoint, tmp_path):
     assert len(images) == len(list((DATA / "coco").glob("*.jpg"))) and sum(len(i["instances"]) for i in images) > 0
     assert all(cv2.imread(str(out / i["image"].rsplit("/", 1)[-1])) is not None for i in images)
     assert json.loads((out / "predictions.json").read_text())["model"] == "posehrnet-w32_coco-256x192"
+
+
+def test_the_seeds_detector_is_fetched_by_name_and_vetted(tmp_path, monkeypatch, file_server):
+    """crowdhuman-yolov5m (or crowdhuman_yolov5m.pt) is fetched into the cache through the hub (here a mirror on
+    127.0.0.1 standing in for Google Drive), read weights-only before it gets its name, and not fetched again."""
+    from click.testing import CliRunner
+
+    from poseapp.boxes.base import DetectorError
+    from poseapp.boxes.yolov5.detector import classic_detector_name, fetch_classic_detector, is_classic_yolov5
+    from poseapp.cli import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("POSEAPP_HOME", str(cache))
+    monkeypatch.setenv("POSEAPP_MIRROR", file_server.base)
+    monkeypatch.delenv("POSEAPP_OFFLINE", raising=False)
+    assert classic_detector_name("crowdhuman_yolov5m.pt") == classic_detector_name("crowdhuman-yolov5m") is not None
+    dry = CliRunner().invoke(main, ["fetch", "crowdhuman-yolov5m", "--dry-run"])
+    assert dry.exit_code == 0 and f"would download {file_server.base}/uc?id=" in dry.output
+    file_server.files["/uc"] = write_yolov5_checkpoint(tmp_path / "served.pt", "v5").read_bytes()
+    path = fetch_classic_detector("crowdhuman-yolov5m")
+    assert path == cache / "crowdhuman_yolov5m.pt" and is_classic_yolov5(path)
+    asked = len(file_server.requests)
+    assert fetch_classic_detector("crowdhuman-yolov5m") == path and len(file_server.requests) == asked
+    path.unlink()
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "other.pt")
+    file_server.files["/uc"] = (tmp_path / "other.pt").read_bytes()
+    with pytest.raises(DetectorError, match="was deleted: it holds no yolov5 Model"):
+        fetch_classic_detector("crowdhuman-yolov5m")
+    assert not path.exists() and not list(cache.glob("*.part"))

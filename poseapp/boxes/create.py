@@ -142,8 +142,12 @@ def _yolo_or_whole_frame(classes: Sequence[int | str] | None, *, det_model: str 
     if classes is None or det_model is None:
         _no_detector(trusted)
         return WholeFrameDetector()
-    from poseapp.boxes.yolov5.detector import YoloV5Detector, is_classic_yolov5
+    from poseapp.boxes.yolov5.detector import (YoloV5Detector, classic_detector_name, fetch_classic_detector,
+                                               is_classic_yolov5)
 
+    classic = classic_detector_name(det_model)
+    if classic is not None and not Path(det_model).expanduser().exists():  # a name: the cached file, fetched once
+        det_model = fetch_classic_detector(classic, offline=kwargs.get("offline"))
     if is_classic_yolov5(Path(det_model).expanduser()):  # the seed's crowdhuman_yolov5m.pt and its kind
         return YoloV5Detector(Path(det_model).expanduser(), classes=classes, **kwargs)
     from poseapp.boxes.yolo import YoloDetector

@@ -282,8 +282,10 @@ def _fetch_jobs(names: Iterable[str], fetch_all: bool, dataset: str | None) -> l
         if not chosen:
             raise suggest(dataset, sorted({r.dataset for r in list_recipes()}), "data set")
         jobs.update((r.name, r) for r in chosen)
+    from poseapp.boxes.yolov5.detector import classic_detector_name
+
     for name in names:
-        if is_detector_name(name):
+        if is_detector_name(name) or classic_detector_name(name) is not None:
             jobs[name] = None
             continue
         try:
@@ -299,6 +301,10 @@ def _fetch_one(name: str, recipe, cache: Path | None, offline: bool) -> Path:
     from poseapp.create import fetch_weights
     from poseapp.boxes.yolo import fetch_detector
 
+    from poseapp.boxes.yolov5.detector import classic_detector_name, fetch_classic_detector
+
+    if recipe is None and classic_detector_name(name) is not None:
+        return fetch_classic_detector(classic_detector_name(name), cache=cache, offline=offline)
     if recipe is None:
         return fetch_detector(name, cache=cache, offline=offline)
     return fetch_weights(recipe, cache=cache, offline=offline)
@@ -308,7 +314,16 @@ def _dry_run_line(name: str, recipe, cache: Path | None) -> str:
     from poseapp import hub
     from poseapp.boxes.yolo import detector_url
 
+    from poseapp.boxes.yolov5.detector import CLASSIC_DETECTORS, classic_detector_name
+
     folder = cache if cache is not None else hub.cache_dir()
+    classic = classic_detector_name(name)
+    if classic is not None:
+        url, filename = CLASSIC_DETECTORS[classic]
+        path, url = folder / filename, hub.mirror_url(url)
+        if path.exists():
+            return f"{name}: already in {path} (nothing to do)"
+        return f"{name}: would download {url} -> {path} (no published hash: vetted by reading it weights-only)"
     if recipe is None:
         path = folder / name
         there = path.exists()

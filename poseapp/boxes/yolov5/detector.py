@@ -97,3 +97,38 @@ class YoloV5Detector:
         boxes = to_image(det[:, :4], image.shape[:2], tuple(x.shape[-2:])).round()  # the seed rounds them
         return Detections(boxes.cpu().numpy().astype(np.float32), det[:, 4].cpu().numpy().astype(np.float32),
                           det[:, 5].cpu().numpy().astype(np.int64))
+
+
+CLASSIC_DETECTORS = {  # name -> (URL, file name in the weights cache)
+    "crowdhuman-yolov5m": ("https://drive.google.com/uc?id=1gglIwqxaH2iTvy6lZlXuAcMpd_U0GCUb", "crowdhuman_yolov5m.pt"),
+}
+"""Classic yolov5 detectors poseapp can fetch by name: the seed's CrowdHuman YOLOv5m (Google Drive; no hash is
+published, so a download is vetted by reading it weights-only before it gets its name)."""
+
+
+def classic_detector_name(model: str | Path) -> str | None:
+    """The ``CLASSIC_DETECTORS`` name ``model`` stands for (the name, or its file's bare name), else None."""
+    text = str(model).strip()
+    for name, (_, filename) in CLASSIC_DETECTORS.items():
+        if text in (name, filename):
+            return name
+    return None
+
+
+def fetch_classic_detector(name: str, *, cache: Path | None = None, offline: bool | None = None) -> Path:
+    """The classic detector ``name`` in the weights cache, downloaded through ``poseapp.hub`` on first use and
+    read weights-only (``read_yolov5_checkpoint``) before it gets its final name."""
+    from poseapp import hub
+    from poseapp.boxes.yolo_checkpoint import NotACheckpointError, UnsafeCheckpointError
+    from poseapp.boxes.yolov5.checkpoint import read_yolov5_checkpoint
+
+    url, filename = CLASSIC_DETECTORS[name]
+
+    def vet(part: Path) -> None:
+        try:
+            read_yolov5_checkpoint(part)
+        except (NotACheckpointError, UnsafeCheckpointError) as e:
+            raise DetectorError(f"the download of {hub.mirror_url(url)} was deleted: {e.reason} (not the yolov5 "
+                                "checkpoint it should be: check POSEAPP_MIRROR)") from e
+
+    return hub.fetch(url, filename, None, name=name, cache=cache, check=vet, offline=offline)
