@@ -20,7 +20,7 @@ sys.path.insert(0, str(FIXTURE))
 from yolov5_file import seeded_weights, write_yolov5_checkpoint  # noqa: E402
 
 DOC = json.loads((FIXTURE / "reference.json").read_text())
-REFERENCE = np.load(FIXTURE / "reference.npz")
+REFERENCE = np.load(FIXTURE / "reference.npz", allow_pickle=False)
 
 
 REFERENCE_THREADS = 2  # torch's intra-op threads when the reference was made (a sum's order follows them)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(FIXTURE))
 from seeded import seeded_state_dict, seeded_tensor  # noqa: E402
 
 DOC = json.loads((FIXTURE / "reference.json").read_text())
-ARRAYS = np.load(FIXTURE / "reference.npz")
+ARRAYS = np.load(FIXTURE / "reference.npz", allow_pickle=False)
 
 
 def test_seeded_weights_depend_on_the_key_alone():
