@@ -176,8 +176,7 @@ def readme_world(tmp_path, monkeypatch, make_checkpoint, capsys):
     for name, source in copies.items():
         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, scratch / name)
-    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "yolov5"))
-    from yolov5_file import write_yolov5_checkpoint
+    from fixtures.yolov5.yolov5_file import write_yolov5_checkpoint
 
     write_yolov5_checkpoint(scratch / "crowdhuman_yolov5m.pt", "v5", objectness_shift=0.2)
     shutil.copyfile(make_checkpoint("sithu_posehrnet-w32", "sithu"), scratch / "posehrnet_w32_256x192.pth")

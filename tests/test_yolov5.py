@@ -16,8 +16,7 @@ from poseapp.boxes.yolov5.network import ArchitectureError, build_yolov5
 from poseapp.boxes.yolov5.processing import letterbox, non_max_suppression, to_image, to_tensor
 
 FIXTURE = Path(__file__).parent / "fixtures" / "yolov5"
-sys.path.insert(0, str(FIXTURE))
-from yolov5_file import seeded_weights, write_yolov5_checkpoint  # noqa: E402
+from fixtures.yolov5.yolov5_file import seeded_weights, write_yolov5_checkpoint
 
 DOC = json.loads((FIXTURE / "reference.json").read_text())
 REFERENCE = np.load(FIXTURE / "reference.npz", allow_pickle=False)

@@ -4,15 +4,13 @@ pipeline gave on a seeded YOLOv5m, checked for what later tests rely on. It need
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "yolov5"
-sys.path.insert(0, str(FIXTURE))
-from seeded import seeded_state_dict, seeded_tensor  # noqa: E402
+from fixtures.yolov5.seeded import seeded_state_dict, seeded_tensor
 
 DOC = json.loads((FIXTURE / "reference.json").read_text())
 ARRAYS = np.load(FIXTURE / "reference.npz", allow_pickle=False)
