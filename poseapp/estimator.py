@@ -13,17 +13,12 @@ import numpy as np
 from poseapp import geometry
 from poseapp.codecs.table import Codec, codec_spec
 from poseapp.keypoints import KeypointSet, get_keypoint_set
+
 from poseapp.zoo import Recipe
 
 log = logging.getLogger(__name__)
 
 RawOutputs = tuple[np.ndarray, ...]  # (heatmaps,), (coords,) or (simcc_x, simcc_y): one array per output
-
-
-def as_outputs(out) -> tuple:
-    """A network's output as a tuple: a tensor (heatmaps, coordinates) becomes a 1-tuple, SimCC's (x, y)
-    pair stays a pair."""
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
 def output_keypoint_set(recipe: Recipe) -> KeypointSet:
@@ -83,12 +78,13 @@ class TopDownEstimator:
     """A pose network with its recipe: ``estimator(images, boxes)`` -> keypoints per image.
 
     Args:
-        model: network mapping normalised (B, 3, h, w) float tensors to its raw output: (B, K, H, W)
-            heatmaps, (B, K, D) regression coordinates, or a (x, y) pair of SimCC vectors.
+        model: a runtime (``poseapp.runtimes``: torch, ONNX Runtime, OpenVINO), or a torch network mapping
+            normalised (B, 3, h, w) float tensors to its raw output ((B, K, H, W) heatmaps, (B, K, D)
+            regression coordinates, or a (x, y) pair of SimCC vectors), which runs in a torch runtime.
         recipe: how to crop, normalise, flip and decode.
-        device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
-        half: run the network in float16 (CUDA only).
-        batch_size: crops per forward pass.
+        device: torch device string for a torch network (``cpu``, ``cuda``, ``cuda:1``); a runtime has its own.
+        half: run a torch network in float16 (CUDA only).
+        batch_size: crops per forward pass (with the flip test, each pass also takes their mirror images).
         flip_test: override the recipe's flip test (None keeps the recipe's).
     """
 
@@ -97,8 +93,12 @@ class TopDownEstimator:
         import torch
 
         self.recipe = recipe
-        self.device = torch.device(device)
-        self.half = bool(half)
+        if not hasattr(model, "backend"):
+            from poseapp.runtimes.torch_runtime import TorchRuntime
+
+            model = TorchRuntime(model, device=device, precision="fp16" if half else "fp32")
+        self.runtime = model
+        self.device = torch.device(model.device)
         self.batch_size = max(1, int(batch_size))
         self.flip_test = recipe.flip_test if flip_test is None else bool(flip_test)
         self.warp = geometry.warp_for(recipe.warp)  # looked up once per estimator, as the codec below
@@ -110,9 +110,6 @@ class TopDownEstimator:
         if self._full_set.num_keypoints != recipe.num_keypoints:
             raise ValueError(f"recipe {recipe.name}: {recipe.num_keypoints} channels but keypoint set "
                              f"{recipe.keypoint_set} has {self._full_set.num_keypoints}")
-        self.model = model.to(self.device).eval()
-        if self.half:
-            self.model = self.model.half()
         if self.warp.unit_range:  # ToTensor (/255) then Normalize with 0-1 mean/std
             mean = np.array(recipe.mean) / 255.0
             std = np.array(recipe.std) / 255.0
@@ -126,27 +123,35 @@ class TopDownEstimator:
         self._flip_back = flip_back_for(spec.outputs, self._flip_index, shift_heatmap=recipe.shift_heatmap,
                                         shift_coords=recipe.shift_coords, input_width=recipe.input_size[0])
 
+    @property
+    def backend(self) -> str:
+        return self.runtime.backend
+
+    @property
+    def precision(self) -> str:
+        return self.runtime.precision
+
     # -------------------------------------------------------------- network side
 
     def _normalise(self, crops: np.ndarray):
-        """(B, h, w, 3) uint8 BGR -> (B, 3, h, w) float tensor, exactly as the reference pre-processors."""
+        """(B, h, w, 3) uint8 BGR -> (B, 3, h, w) float32 tensor, exactly as the reference pre-processors."""
         import torch
 
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2)
         x = x[:, [2, 1, 0]].float()  # BGR -> RGB
         if self.warp.unit_range:
             x = x.div(255)
-        x = (x - self._mean) / self._std
-        return x.half() if self.half else x
+        return (x - self._mean) / self._std
 
     def _run(self, x) -> tuple:
-        """The network on a normalised batch, as a float32 tuple through the codec's activation (RLE's
+        """The runtime on a normalised batch, as a float32 tuple through the codec's activation (RLE's
         sigma logits through the sigmoid; ``codecs.table``)."""
-        return self._activate(tuple(t.float() for t in as_outputs(self.model(x))))
+        return self._activate(tuple(t.float() for t in self.runtime(x)))
 
     def forward(self, crops: np.ndarray) -> RawOutputs:
         """(M, h, w, 3) uint8 crops -> the raw outputs for all of them (flip test applied), in chunks.
 
+        With the flip test, a chunk and its mirror image go through the network as one batch.
         Returns one float32 array per network output: (heatmaps,), (coordinates,) or (simcc_x, simcc_y).
         """
         import torch
@@ -155,10 +160,13 @@ class TopDownEstimator:
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = self._normalise(crops[i:i + self.batch_size])
-                out = self._run(x)
                 if self.flip_test:
-                    flipped = self._flip_back(self._run(x.flip(-1)))
-                    out = tuple((a + b) * 0.5 for a, b in zip(out, flipped))
+                    n = len(x)
+                    both = self._run(torch.cat([x, x.flip(-1)]))
+                    flipped = self._flip_back(tuple(t[n:] for t in both))
+                    out = tuple((a[:n] + b) * 0.5 for a, b in zip(both, flipped))
+                else:
+                    out = self._run(x)
                 chunks.append(tuple(t.cpu().numpy() for t in out))
         return tuple(np.concatenate(parts) for parts in zip(*chunks))
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
 
-_RENAMED = {"model": "pose_model", "arch": "pose_arch", "classes": "det_classes", "trusted": "trust_checkpoint"}
+_RENAMED = {"model": "pose_model", "arch": "pose_arch", "recipe": "pose_recipe", "classes": "det_classes", "trusted": "trust_checkpoint"}
 """create_model's and create_detector's argument names, as PredictOptions calls them (for error messages)."""
 
 
@@ -48,6 +48,7 @@ class PredictOptions:
     source: str | int | Path
     pose_model: str | Path = DEFAULT_POSE_MODEL
     pose_arch: str | None = None
+    pose_recipe: str | Path | None = None  # an .onnx/.xml pose model's recipe file (poseapp.recipes)
     det_model: str | Path | None = DEFAULT_DETECTOR  # None or "none": the whole frame
     det_conf: float | None = None  # None: the detector's default (0.25; a classic yolov5 checkpoint: 0.4)
     det_iou: float | None = None  # None: the detector's default (0.7; a classic yolov5 checkpoint: 0.5)
@@ -61,6 +62,9 @@ class PredictOptions:
     trust_checkpoint: Sequence[str | Path] = ()
     device: str = "auto"
     half: bool = False
+    backend: str = "auto"  # auto (the fastest here, measured once), torch, onnxruntime, openvino
+    precision: str | None = None  # fp32, bf16, fp16 (CUDA), int8; None: an export's own, else fp32
+    threads: int | None = None  # CPU threads for the pose network; None: the CPUs this process may use
     batch_size: int = 32
     flip_test: bool | None = None  # None: the recipe's (on for the published configs)
     out_dir: str | Path = "runs/predict"
@@ -87,6 +91,11 @@ class PredictOptions:
             object.__setattr__(self, "det_classes", [w.strip() for w in self.det_classes.split(",") if w.strip()])
         if isinstance(self.trust_checkpoint, (str, Path)):
             object.__setattr__(self, "trust_checkpoint", (self.trust_checkpoint,))
+        from poseapp.runtimes.base import BACKENDS, PRECISIONS, check_choice
+
+        object.__setattr__(self, "backend", check_choice(self.backend, BACKENDS, "backend"))
+        if self.precision is not None:
+            object.__setattr__(self, "precision", check_choice(self.precision, PRECISIONS, "precision"))
         for name, low, high in _FLOAT_RANGES:
             if not (name in ("det_conf", "det_iou") and getattr(self, name) is None):
                 _check_number(self, name, float, low, high)
@@ -105,7 +114,7 @@ _FLOAT_RANGES = (("det_conf", 0.0, 1.0), ("det_iou", 0.0, 1.0), ("face_from_thr"
                  ("kpt_thr", None, None), ("stream_timeout", None, None))
 _INT_RANGES = (("max_det", 1, None, False), ("img_size", 32, 4096, False), ("batch_size", 1, None, False),
                ("vid_stride", 1, None, False), ("max_frames", 1, None, True), ("max_pixels", 1, None, False),
-               ("radius", 1, None, True), ("thickness", 1, None, True))
+               ("radius", 1, None, True), ("thickness", 1, None, True), ("threads", 1, None, True))
 
 
 def _check_number(options: PredictOptions, name: str, kind: type, low: float | None, high: float | None) -> None:
@@ -175,7 +184,6 @@ def run_predict(options: PredictOptions, report: RunReport | None = None, *,
     source = open_source(o.source, recursive=o.recursive, vid_stride=o.vid_stride, max_frames=o.max_frames,
                          max_pixels=o.max_pixels, stream_timeout=o.stream_timeout)
     report.kind = source.kind
-    report.start = time.perf_counter()  # the run itself: the summary's speeds leave start-up out
     out_dir = Path(o.out_dir).expanduser()  # out_dir="~/res": the shell leaves ~ to us
     created = first_missing(out_dir)  # the top folder this run creates, if any
     window = None
@@ -189,6 +197,7 @@ def run_predict(options: PredictOptions, report: RunReport | None = None, *,
                 created = report.out  # runs/predict2, beside an existing runs/predict
             report.stale = _check_run_dir(o, source, report.out)
         pipeline = _build_pipeline(o, device, warn)
+        report.start = time.perf_counter()  # the run itself: the summary's speeds leave start-up out
         report.model = pipeline.estimator.recipe.name
         _stream(pipeline, source, window, o, report)
     except BaseException:
@@ -224,10 +233,11 @@ def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None])
     from poseapp.pipeline import Pipeline
 
     try:
-        model = poseapp.create.resolve_model(o.pose_model, o.pose_arch)
+        model = poseapp.create.resolve_model(o.pose_model, o.pose_arch, o.pose_recipe)
         _check_kpt_thr(o.kpt_thr, model.recipe, warn)
         detector = detector_for(o, model.recipe, device)
-        estimator = poseapp.create.create_model(model, device=device, half=o.half, batch_size=o.batch_size,
+        estimator = poseapp.create.create_model(model, device=device, half=o.half, backend=o.backend,
+                                                precision=o.precision, threads=o.threads, batch_size=o.batch_size,
                                                 flip_test=o.flip_test, offline=o.offline)
     except PoseAppError as e:
         raise e.renamed(_RENAMED)

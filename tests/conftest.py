@@ -196,3 +196,21 @@ def file_server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (every parity fixture "
+                     "through every backend, ...): longer than CI's budget allows")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: left out unless pytest runs with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: python -m pytest --slow runs it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

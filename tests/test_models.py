@@ -17,7 +17,7 @@ import torch
 
 from conftest import PARITY, SHARED, load_fixture, needs_shared, raw_reference
 from poseapp.errors import CheckpointError, UnknownNameError
-from poseapp.estimator import as_outputs
+from poseapp.runtimes.base import as_outputs
 from poseapp.models import adapt_state_dict, available_archs, build_model, load_weights, read_checkpoint, register_arch
 from poseapp.models.checkpoint import check_state_dict
 from poseapp.models.hrnet import HRNET_CFGS

@@ -2,7 +2,7 @@
 
 Each fenced block of README is run in a scratch folder, offline and in-process: ``python`` blocks are
 executed, every ``python infer.py ...`` line of a shell block goes through click's CliRunner (the
-``pip install ... &&`` before it is not run) and must exit 0. ``text`` blocks are not code. A comment in
+``pip install ... &&`` before it is not run) and must exit 0. ``text`` blocks are not code; ``json`` blocks must parse (a recipe must pass the recipe check). A comment in
 README's source above a block marks what cannot run here, and the test says what it skipped and why:
 
 - ``<!-- readme-test: skip "TEXT" (why) -->``: the block's lines containing TEXT (a webcam, a stream, a
@@ -206,6 +206,17 @@ def readme_world(tmp_path, monkeypatch, make_checkpoint, capsys):
 def run_block(block: Block, report: list[str]) -> list[str]:
     """Run one block in the cwd; the failures, each naming its README line. Skips are added to ``report``."""
     if block.lang == "text":
+        return []
+    if block.lang == "json":  # data, not code: it must parse, and a recipe (it names a codec) must be one
+        from poseapp.errors import PoseAppError
+        from poseapp.recipes import recipe_from_dict
+
+        try:
+            data = json.loads("\n".join(text for _, text in block.lines))
+            if isinstance(data, dict) and "codec" in data:
+                recipe_from_dict(data, f"README.md:{block.start}")
+        except (ValueError, PoseAppError) as e:
+            return [f"README.md:{block.start}: the JSON example is wrong: {e}"]
         return []
     if block.ci is not None:
         report.append(f"README.md:{block.start}: block left to CI {block.ci}")

@@ -12,6 +12,7 @@ import click
 from poseapp import __version__
 from poseapp.cli.common import DefaultGroup
 from poseapp.cli.eval import eval_command
+from poseapp.cli.export import export
 from poseapp.cli.predict import predict
 from poseapp.cli.zoo import fetch, models
 
@@ -29,6 +30,7 @@ def main() -> None:
       python infer.py models                          the model zoo (models info NAME: one model)
       python infer.py fetch hrnet-w32_coco-256x192    download weights (for offline use)
       python infer.py eval --model NAME --ann A.json  the published metric on an annotated data set
+      python infer.py export NAME --format onnx       ONNX/OpenVINO file carrying its recipe
 
     Without a sub-command the arguments go to `predict` (python infer.py predict --help).
     """
@@ -38,3 +40,4 @@ main.add_command(predict)
 main.add_command(models)
 main.add_command(fetch)
 main.add_command(eval_command)
+main.add_command(export)

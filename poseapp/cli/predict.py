@@ -12,6 +12,7 @@ from poseapp.boxes.yolo import DEFAULT_DETECTOR
 from poseapp.cli.common import Finite, configure_logging, fail, offline_from_env, option_flags, warn
 from poseapp.errors import render
 from poseapp.job import DEFAULT_POSE_MODEL
+from poseapp.runtimes.base import BACKENDS, PRECISIONS
 
 if TYPE_CHECKING:
     from poseapp.job import PredictOptions, RunReport
@@ -58,9 +59,12 @@ class PredictCommand(click.Command):
 @click.option("--source", "-s", required=True, help="Image, folder, glob, .txt list, video (an animated GIF is one), "
               "webcam:N (or a bare index), image URL or stream URL. An existing path always wins.")
 @click.option("--pose-model", "-m", default=DEFAULT_POSE_MODEL, show_default=True,
-              help="Zoo name (python infer.py models) or a checkpoint path.")
-@click.option("--pose-arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows "
-              "(default: the zoo entry whose file name it bears).")
+              help="Zoo name (python infer.py models), a checkpoint path, or an .onnx/.xml model file.")
+@click.option("--pose-arch", default=None, help="For a checkpoint or model file: the zoo name whose recipe it "
+              "follows (default: the zoo entry whose file name it bears, or an export's own recipe).")
+@click.option("--pose-recipe", default=None, type=click.Path(dir_okay=False),
+              help="For an .onnx/.xml pose model without a poseapp recipe: a recipe JSON file (input size, "
+                   "normalisation, codec; see README) instead of --pose-arch.")
 @click.option("--det-model", default=DEFAULT_DET_MODEL, show_default=True,
               help="ultralytics YOLO detector (.pt, .onnx, OpenVINO folder, or a name it downloads); 'none' = whole "
               "frame.")
@@ -89,7 +93,15 @@ class PredictCommand(click.Command):
               help="Head keypoints (nose, eyes, ears) scoring at least this make a face box; a person needs 2.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N (or N) or mps; checked against what this machine has.")
-@click.option("--half", is_flag=True, help="float16 inference (CUDA).")
+@click.option("--half", is_flag=True, help="float16 inference (CUDA): --precision fp16.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS, case_sensitive=False),
+              help="Pose network runtime; auto: the fastest at fp32 results on this machine (measured once, kept in "
+                   "the weights cache).")
+@click.option("--precision", default=None, type=click.Choice(PRECISIONS, case_sensitive=False),
+              show_default="fp32; an export's own",
+              help="bf16 on CPUs with AMX/AVX512-BF16 (or CUDA), fp16 on CUDA; fp32 gives the published accuracy.")
+@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use",
+              help="CPU threads for the pose network.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
 @click.option("--no-flip", is_flag=True, help="Turn off the flip test (on in the published configs).")
 @click.option("--out", "out_dir", default="runs/predict", show_default=True, type=click.Path(file_okay=False),
@@ -151,12 +163,14 @@ def predict_options(opts: dict[str, Any]) -> "PredictOptions":
 
     classes = None if opts["det_classes"] is None else [w.strip() for w in opts["det_classes"].split(",") if w.strip()]
     return PredictOptions(
-        source=opts["source"], pose_model=opts["pose_model"], pose_arch=opts["pose_arch"], det_model=opts["det_model"],
+        source=opts["source"], pose_model=opts["pose_model"], pose_arch=opts["pose_arch"],
+        pose_recipe=opts["pose_recipe"], det_model=opts["det_model"],
         det_conf=opts["det_conf"], det_iou=opts["det_iou"], max_det=opts["max_det"], img_size=opts["img_size"],
         det_classes=classes,
         boxes_file=opts["boxes_file"], face_from=opts["face_from"], face_from_arch=opts["face_from_arch"],
         face_from_thr=opts["face_from_thr"], trust_checkpoint=tuple(opts["trust_checkpoint"]), device=opts["device"],
-        half=opts["half"], batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+        half=opts["half"], backend=opts["backend"], precision=opts["precision"], threads=opts["threads"],
+        batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
         out_dir=opts["out_dir"], exist_ok=opts["exist_ok"], save_media=not opts["no_save"],
         save_json=opts["save_json"], show=opts["show"], kpt_thr=opts["kpt_thr"], radius=opts["radius"],
         thickness=opts["thickness"], draw_bbox=opts["draw_bbox"], recursive=opts["recursive"],

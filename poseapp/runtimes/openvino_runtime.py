@@ -1,0 +1,103 @@
+"""The OpenVINO runtime: an ONNX graph or an OpenVINO IR (.xml + .bin) compiled for the CPU.
+
+OpenVINO picks bf16 by itself on CPUs that compute it in hardware (AMX, and AVX512-BF16 in recent
+releases): fp32 here always sets ``INFERENCE_PRECISION_HINT=f32``, and the compiled model is asked which
+precision it runs (``self.precision`` comes from it, not from the request).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from poseapp.errors import CheckpointError, PoseAppError, arg
+from poseapp.runtimes.graph import check_graph, check_outputs, run_fixed_batch
+from poseapp.zoo import Recipe
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: a quantised graph; the rest of it in fp32
+
+
+def _dims(partial_shape) -> tuple:
+    return tuple(d.get_length() if d.is_static else None for d in partial_shape)
+
+
+def read_model(path: Path):
+    import openvino as ov
+
+    try:
+        return ov.Core().read_model(str(path))
+    except Exception as e:  # OpenVINO raises RuntimeError with a multi-line report
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: OpenVINO cannot read it ({first[:200]}): pass a valid .onnx or .xml "
+                              "model") from None
+
+
+def ir_metadata(path: Path) -> dict[str, str]:
+    """The ``poseapp`` section of an OpenVINO IR's rt_info (where a poseapp export keeps its recipe)."""
+    from poseapp.recipes import FORMAT_KEY, PRECISION_KEY, RECIPE_KEY
+
+    model = read_model(path)
+    out = {}
+    for key in (RECIPE_KEY, FORMAT_KEY, PRECISION_KEY):
+        section = key.split(".")
+        if model.has_rt_info(section):
+            out[key] = str(model.get_rt_info(section).astype(str))
+    return out
+
+
+class OpenVinoRuntime:
+    """An OpenVINO compiled model.
+
+    Args:
+        path: .onnx or .xml (with its .bin beside it).
+        recipe: the recipe its inputs and outputs are checked against.
+        precision: ``fp32`` (``INFERENCE_PRECISION_HINT=f32``), ``bf16``, or ``int8`` for a quantised graph.
+        threads: ``INFERENCE_NUM_THREADS``.
+        device: ``cpu`` only (OpenVINO's own GPU plugin is for Intel GPUs).
+    """
+
+    backend = "openvino"
+
+    def __init__(self, path: str | Path, recipe: Recipe, *, precision: str = "fp32", threads: int = 1,
+                 device: str = "cpu") -> None:
+        import openvino as ov
+
+        if device != "cpu":
+            raise PoseAppError(f"{arg('backend')} openvino runs on the CPU here: pass {arg('device')} cpu, or "
+                               f"{arg('backend')} torch for {device}")
+        if precision not in _HINTS:
+            raise PoseAppError(f"{arg('precision')} {precision} is not offered by {arg('backend')} openvino on the "
+                               f"CPU: pass fp32, bf16 or int8")
+        self.path, self.recipe, self.device = Path(path), recipe, "cpu"
+        model = read_model(self.path)
+        if len(model.inputs) != 1:
+            raise CheckpointError(f"{self.path}: it has {len(model.inputs)} inputs; a pose model takes one (the crops)")
+        self.batch = check_graph(str(self.path), recipe, _dims(model.inputs[0].get_partial_shape()),
+                                 [_dims(o.get_partial_shape()) for o in model.outputs])
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "INFERENCE_NUM_THREADS": int(threads),
+                  "PERFORMANCE_HINT": "LATENCY"}
+        try:
+            self.compiled = ov.Core().compile_model(model, "CPU", config)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{self.path}: OpenVINO cannot compile it ({first[:200]})") from None
+        ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = "int8" if precision == "int8" else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
+        self._request = self.compiled.create_infer_request()
+        self._checked = False
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        result = self._request.infer({0: x})
+        return [np.array(result[o]) for o in self.compiled.outputs]
+
+    def __call__(self, x) -> tuple:
+        import torch
+
+        outputs = run_fixed_batch(self._run, np.ascontiguousarray(x.detach().cpu().numpy(), np.float32), self.batch)
+        if not self._checked:
+            check_outputs(str(self.path), self.recipe, outputs)
+            self._checked = True
+        return tuple(torch.from_numpy(o.astype(np.float32, copy=False)) for o in outputs)
+
+    def __repr__(self) -> str:
+        return f"OpenVinoRuntime({self.path.name}, precision={self.precision})"
