@@ -156,6 +156,13 @@ class Clock:
         return time.perf_counter()
 
 
+def params_m(recipe) -> float:
+    """Millions of parameters of the recipe's network (built afresh: a runtime need not hold a torch module)."""
+    from poseapp.models import build_model
+
+    return sum(p.numel() for p in build_model(recipe.arch, recipe.num_keypoints, recipe.input_size).parameters()) / 1e6
+
+
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -352,7 +359,7 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"software   Python {m['python']}, torch {m['torch']}, OpenCV {m['opencv']}, "
           f"ultralytics {m['ultralytics']}")
     print(f"device     {m['device']}{' (' + m['gpu'] + ')' if m['gpu'] else ''}, "
-          f"{'float16' if mod['half'] else 'float32'}")
+          f"pose network on {mod['backend']} at {mod['precision']}")
     print(f"pose model {mod['recipe']} (arch {mod['arch']}, {mod['params_m']:.1f} M params), input "
           f"{mod['input_w']}x{mod['input_h']} (w x h), heatmap {mod['heatmap_w']}x{mod['heatmap_h']}, "
           f"flip test {'ON' if mod['flip_test'] else 'OFF'}")
@@ -419,6 +426,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="YOLO detector for ultralytics (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--half", action="store_true", help="float16 (CUDA only)")
+    p.add_argument("--backend", default="auto", help="pose runtime: auto, torch, onnxruntime, openvino (default: %(default)s)")
+    p.add_argument("--precision", default=None, help="fp32, bf16, fp16 (default: fp32)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the pose network (default: all allowed)")
     p.add_argument("--no-flip", action="store_true", help="turn the flip test off (on by default, as published)")
     p.add_argument("--batch-sizes", default="1,2,4,8,16,32",
                    help="comma-separated model-only batch sizes (default: %(default)s)")
@@ -465,8 +475,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     else:
         pose_model, arch = args.pose_model, args.pose_arch
         weights = str(pose_model)
-    estimator = create_model(pose_model, arch=arch, device=device, half=args.half,
-                             flip_test=False if args.no_flip else None)
+    estimator = create_model(pose_model, arch=arch, device=device, half=args.half, backend=args.backend,
+                             precision=args.precision, threads=args.threads, flip_test=False if args.no_flip else None)
+    print(f"pose network on {estimator.backend}, {estimator.precision}", flush=True)
     recipe = estimator.recipe
     detector = YoloDetector(args.det_model, classes=(0,), device=device, half=args.half)
     rss_load = peak_rss_bytes()
@@ -507,8 +518,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "model": {"recipe": recipe.name, "arch": recipe.arch, "weights": weights, "input_w": w, "input_h": h,
                   "heatmap_w": (recipe.heatmap_size or (None, None))[0],
                   "heatmap_h": (recipe.heatmap_size or (None, None))[1],
-                  "flip_test": estimator.flip_test, "half": estimator.half,
-                  "params_m": sum(p.numel() for p in estimator.model.parameters()) / 1e6},
+                  "flip_test": estimator.flip_test, "backend": estimator.backend, "precision": estimator.precision,
+                  "params_m": params_m(recipe)},
         "detector": {"model": str(args.det_model), "imgsz": 640, "classes": [0]},
         "images": {"count": len(paths), "per_set": per_set, "crops_per_image": counts,
                    "paths": [str(p) for _, p in paths]},

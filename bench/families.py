@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--batch-sizes", default="1,8", help="comma-separated (default: %(default)s)")
+    p.add_argument("--backend", default="torch", help="auto, torch, onnxruntime, openvino (default: %(default)s)")
+    p.add_argument("--precision", default=None, help="fp32, bf16, fp16 (default: fp32)")
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch size (default: %(default)s)")
     p.add_argument("--min-calls", type=int, default=2, help="timed calls at least (default: %(default)s)")
     p.add_argument("--only", default=None, help="comma-separated substrings of family names to run")
@@ -81,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="poseapp-families-") as tmp:
         for family, (fixture, zoo_name, layout) in families.items():
             print(f"{family}: {zoo_name}", flush=True)
-            estimator = create_model(make_checkpoint(fixture, layout, Path(tmp)), arch=zoo_name, device=device)
+            estimator = create_model(make_checkpoint(fixture, layout, Path(tmp)), arch=zoo_name, device=device,
+                                     backend=args.backend, precision=args.precision)
             crops = make_crops(frames, boxes, estimator.recipe).pixels
             per_batch = bench.time_model_only(estimator, crops, sizes, args.seconds, 1, args.min_calls, clock)
             results[family] = {"recipe": zoo_name, "flip_test": estimator.flip_test,
-                               "params_m": sum(p.numel() for p in estimator.model.parameters()) / 1e6,
+                               "params_m": bench.params_m(estimator.recipe), "backend": estimator.backend,
                                "crops_per_s": {str(b): v["crops_per_s"] for b, v in per_batch.items()}}
             del estimator
     base = next(iter(results.values()))["crops_per_s"][str(sizes[0])]

@@ -134,9 +134,9 @@ def _resolve_graph(path: Path, arch: str | None, recipe: "str | Path | Recipe | 
         from poseapp.runtimes.onnx_runtime import onnx_metadata as read_metadata
     metadata = read_metadata(path)
     precision = metadata.get(PRECISION_KEY)
-    if precision is not None and precision not in ("fp32", "bf16", "fp16", "int8"):
-        raise CheckpointError(f"{path.name}: its poseapp.precision metadata is '{precision[:40]}', not fp32, bf16, "
-                              f"fp16 or int8 (export it again with python infer.py export)")
+    if precision is not None and precision not in ("fp32", "bf16", "fp16"):
+        raise CheckpointError(f"{path.name}: its poseapp.precision metadata is '{precision[:40]}', not fp32, bf16 "
+                              f"or fp16 (export it again with python infer.py export)")
     if arch is not None:
         return ResolvedModel(get_recipe(arch), path, precision)
     if isinstance(recipe, Recipe):

@@ -53,10 +53,10 @@ def export_model(model: str | Path, *, arch: str | None = None, format: str = "o
     from poseapp.runtimes.base import check_choice
 
     format = check_choice(format, tuple(FORMATS), "format")
-    precision = check_choice(precision, ("fp32", "bf16", "fp16", "int8"), "precision")
+    precision = check_choice(precision, ("fp32", "bf16", "fp16"), "precision")
     if precision not in EXPORT_PRECISIONS:
-        raise PoseAppError(f"{arg('precision')} {precision} is not an export precision: fp16 runs through "
-                           f"--backend torch --device cuda, int8 is not offered yet; export fp32 or bf16")
+        raise PoseAppError(f"{arg('precision')} fp16 is not an export precision (fp16 runs through {arg('backend')} "
+                           f"torch on CUDA): export fp32 or bf16")
     resolved = resolve_model(model, arch)
     if resolved.path is not None and resolved.path.suffix.lower() in GRAPHS:
         raise PoseAppError(f"{arg('model')} {resolved.path.name} is an exported model already: export a zoo name or "

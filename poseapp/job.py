@@ -63,7 +63,7 @@ class PredictOptions:
     device: str = "auto"
     half: bool = False
     backend: str = "auto"  # auto (the fastest here, measured once), torch, onnxruntime, openvino
-    precision: str | None = None  # fp32, bf16, fp16 (CUDA), int8; None: an export's own, else fp32
+    precision: str | None = None  # fp32, bf16, fp16 (CUDA); None: an export's own, else fp32
     threads: int | None = None  # CPU threads for the pose network; None: the CPUs this process may use
     batch_size: int = 32
     flip_test: bool | None = None  # None: the recipe's (on for the published configs)

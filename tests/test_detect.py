@@ -662,3 +662,24 @@ def test_an_export_for_one_size_keeps_it_and_says_so(caplog):
         detector = YoloDetector(DETECTOR, imgsz=320)
     assert detector.imgsz == (640, 640)
     assert "input size 320 is not used: it is an export made for 640x640 only" in caplog.text
+
+
+@needs_shared
+def test_the_detector_leaves_torchs_thread_count_as_it_was():
+    """ultralytics' predictor set-up sets torch's process-wide threads to the CPU count minus one (one of two
+    on a 2-core machine): the pose network that runs beside the detector would lose half its speed."""
+    import cv2
+    import torch
+
+    from poseapp.boxes import YoloDetector
+    from poseapp.results import Frame
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        detector = YoloDetector(DETECTOR, classes=(0,))
+        assert torch.get_num_threads() == 2
+        detector([Frame(image=cv2.imread(str(DATA / "coco" / "000000000785.jpg")), source="a")])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

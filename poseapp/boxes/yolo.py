@@ -260,8 +260,17 @@ class YoloDetector:
         return [_to_detections(r) for r in self._predict([f.image for f in frames])]
 
     def _predict(self, images: list[np.ndarray]) -> list[Any]:
-        """ultralytics Results for (H, W, 3) uint8 BGR images."""
-        return self._model.predict(images, **self._kwargs)
+        """ultralytics Results for (H, W, 3) uint8 BGR images. ultralytics' predictor set-up sets torch's
+        process-wide thread count to the CPU count minus one (``select_device``): that is undone, or the pose
+        network would run on one thread of two."""
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            return self._model.predict(images, **self._kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
 
 
 _EXPORTS = {".onnx": "onnx", "_openvino_model": "openvino"}

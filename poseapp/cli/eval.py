@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from poseapp.cli.common import configure_logging, fail, offline_from_env, option_flags
+from poseapp.runtimes.base import BACKENDS, PRECISIONS
 
 
 
@@ -41,7 +42,13 @@ from poseapp.cli.common import configure_logging, fail, offline_from_env, option
               help="Folder for --json.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N (or N) or mps; checked against what this machine has.")
-@click.option("--half", is_flag=True, help="float16 inference (CUDA).")
+@click.option("--half", is_flag=True, help="float16 inference (CUDA): --precision fp16.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS, case_sensitive=False),
+              help="Pose network runtime (as predict's).")
+@click.option("--precision", default=None, type=click.Choice(PRECISIONS, case_sensitive=False),
+              show_default="fp32; an export's own", help="fp32 gives the published accuracy; bf16, fp16 as predict's.")
+@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use",
+              help="CPU threads for the pose network.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
 @click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
               help="Refuse images with more pixels (read from the header, before decoding).")
@@ -151,8 +158,8 @@ def _run_model(opts: dict[str, Any], model, boxes, num_keypoints: int):
     from poseapp.create import create_model
     from poseapp.evaluation.runner import estimate_boxes
 
-    estimator = create_model(model, device=opts["device"], half=opts["half"],
-                             batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+    estimator = create_model(model, device=opts["device"], half=opts["half"], backend=opts["backend"],
+                             precision=opts["precision"], threads=opts["threads"], batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
                              offline=opts["offline"])
     with tqdm(total=len(boxes), unit="instance", dynamic_ncols=True, leave=False) as bar:
         return estimate_boxes(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update,

@@ -50,8 +50,7 @@ class OnnxRuntime:
     Args:
         path: the .onnx file.
         recipe: the recipe its inputs and outputs are checked against.
-        precision: ``fp32``, or ``int8`` for a quantised graph (``runtimes.quantize``); the label only: the
-            graph's own operators decide the arithmetic.
+        precision: ``fp32`` (ONNX Runtime's CPU provider runs the graph's own types).
         threads: intra-op CPU threads.
         device: ``cpu``, or ``cuda``/``cuda:N`` (CUDA provider where installed; otherwise one warning and the
             CPU).
@@ -61,7 +60,7 @@ class OnnxRuntime:
 
     def __init__(self, path: str | Path, recipe: Recipe, *, precision: str = "fp32", threads: int = 1,
                  device: str = "cpu") -> None:
-        if precision not in ("fp32", "int8"):
+        if precision != "fp32":
             raise PoseAppError(f"{arg('precision')} {precision} is not offered by {arg('backend')} onnxruntime on "
                                f"this device: pass {arg('backend')} openvino or torch for bf16, torch for fp16")
         self.path, self.recipe, self.precision = Path(path), recipe, precision

@@ -14,7 +14,7 @@ from poseapp.errors import CheckpointError, PoseAppError, arg
 from poseapp.runtimes.graph import check_graph, check_outputs, run_fixed_batch
 from poseapp.zoo import Recipe
 
-_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: a quantised graph; the rest of it in fp32
+_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def _dims(partial_shape) -> tuple:
@@ -51,7 +51,7 @@ class OpenVinoRuntime:
     Args:
         path: .onnx or .xml (with its .bin beside it).
         recipe: the recipe its inputs and outputs are checked against.
-        precision: ``fp32`` (``INFERENCE_PRECISION_HINT=f32``), ``bf16``, or ``int8`` for a quantised graph.
+        precision: ``fp32`` (``INFERENCE_PRECISION_HINT=f32``) or ``bf16``.
         threads: ``INFERENCE_NUM_THREADS``.
         device: ``cpu`` only (OpenVINO's own GPU plugin is for Intel GPUs).
     """
@@ -67,7 +67,7 @@ class OpenVinoRuntime:
                                f"{arg('backend')} torch for {device}")
         if precision not in _HINTS:
             raise PoseAppError(f"{arg('precision')} {precision} is not offered by {arg('backend')} openvino on the "
-                               f"CPU: pass fp32, bf16 or int8")
+                               f"CPU: pass fp32 or bf16")
         self.path, self.recipe, self.device = Path(path), recipe, "cpu"
         model = read_model(self.path)
         if len(model.inputs) != 1:
@@ -82,7 +82,7 @@ class OpenVinoRuntime:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{self.path}: OpenVINO cannot compile it ({first[:200]})") from None
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        self.precision = "int8" if precision == "int8" else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
+        self.precision = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
         self._request = self.compiled.create_infer_request()
         self._checked = False
 

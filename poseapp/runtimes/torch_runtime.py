@@ -1,7 +1,6 @@
 """The PyTorch runtime: our own network modules, eager, in fp32, bf16 (autocast) or fp16 (CUDA)."""
 from __future__ import annotations
 
-from poseapp.errors import PoseAppError, arg
 from poseapp.runtimes.base import as_outputs
 
 
@@ -21,9 +20,6 @@ class TorchRuntime:
     def __init__(self, module, *, device: str = "cpu", precision: str = "fp32", threads: int | None = None) -> None:
         import torch
 
-        if precision == "int8":
-            raise PoseAppError(f"{arg('precision')} int8 is not offered by {arg('backend')} torch: pass "
-                               f"{arg('backend')} onnxruntime or openvino (post-training quantisation)")
         if threads is not None and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         self.device = str(device)
