@@ -3,7 +3,7 @@
 Public API (heavy modules load on first use, so ``import poseapp`` is instant)::
 
     from poseapp import create_model, create_detector, Pipeline, PredictOptions, run_predict
-    estimator = create_model("hrnet-w32_coco-256x192")     # zoo name or checkpoint path
+    estimator = create_model("hrnet-w32_coco-256x192")     # zoo name, checkpoint or .onnx/.xml path
     keypoints, scores = estimator([image], [boxes_xyxy])[0]
     pipeline = Pipeline(estimator, create_detector(estimator))  # the model's default boxes (person here)
     report = run_predict(PredictOptions(source="photos/", save_json=True))  # the whole job, as `predict` runs it
@@ -22,6 +22,7 @@ _EXPORTS = {
     "RunReport": "poseapp.job",
     "run_predict": "poseapp.job",
     "list_models": "poseapp.create",
+    "export_model": "poseapp.exporting",
     "Pipeline": "poseapp.pipeline",
     "TopDownEstimator": "poseapp.estimator",
     "open_source": "poseapp.sources",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from poseapp.errors import CheckpointError, PoseAppError, arg
 from poseapp.estimator import TopDownEstimator
+from poseapp.runtimes.base import GRAPH_SUFFIXES as GRAPHS  # model files holding a graph (.onnx, .xml)
 from poseapp.zoo import Recipe, get_recipe, hash_prefix_in_filename, list_recipes, recipe_for_file
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ class ResolvedModel:
         return str(self.path) if self.path is not None else self.recipe.name
 
 
-GRAPHS = (".onnx", ".xml")
 
 
 def resolve_model(model: "str | Path | ResolvedModel", arch: str | None = None,
@@ -127,6 +127,7 @@ def resolve_model(model: "str | Path | ResolvedModel", arch: str | None = None,
 def _resolve_graph(path: Path, arch: str | None, recipe: "str | Path | Recipe | None") -> ResolvedModel:
     """An .onnx/.xml file's recipe: the one given, else its export's metadata (checked), else an error."""
     from poseapp.recipes import PRECISION_KEY, read_recipe_file, recipe_from_metadata
+    from poseapp.runtimes.base import PRECISIONS
 
     if path.suffix.lower() == ".xml":
         from poseapp.runtimes.openvino_runtime import ir_metadata as read_metadata
@@ -134,7 +135,7 @@ def _resolve_graph(path: Path, arch: str | None, recipe: "str | Path | Recipe | 
         from poseapp.runtimes.onnx_runtime import onnx_metadata as read_metadata
     metadata = read_metadata(path)
     precision = metadata.get(PRECISION_KEY)
-    if precision is not None and precision not in ("fp32", "bf16", "fp16"):
+    if precision is not None and precision not in PRECISIONS:
         raise CheckpointError(f"{path.name}: its poseapp.precision metadata is '{precision[:40]}', not fp32, bf16 "
                               f"or fp16 (export it again with python infer.py export)")
     if arch is not None:
@@ -215,7 +216,7 @@ def create_model(model: "str | Path | ResolvedModel", *, arch: str | None = None
     Errors name the argument that was wrong (``PoseAppError.render`` shows a command line's flag instead).
     """
     from poseapp.runtimes.base import check_threads
-    from poseapp.runtimes.create import create_runtime
+    from poseapp.runtimes.select import create_runtime
 
     if half and precision not in (None, "fp16"):
         raise PoseAppError(f"{arg('half')} is {arg('precision')} fp16: drop one of them")
@@ -223,13 +224,33 @@ def create_model(model: "str | Path | ResolvedModel", *, arch: str | None = None
     threads = None if threads is None else check_threads(threads)
     resolved = resolve_model(model, arch, recipe)
     recipe = resolved.recipe
-    chosen = "fp16" if half else precision or resolved.precision or "fp32"
+    chosen = "fp16" if half else precision or _file_precision(resolved, device, backend)
     path = local_file(resolved, offline)
     network = None if path.suffix.lower() in GRAPHS else load_network(recipe, path)
     runtime = create_runtime(recipe, checkpoint=path, network=lambda: network, backend=backend, precision=chosen,
                              device=device, threads=threads)
     log.info("pose model %s on %s, %s", recipe.name, runtime.backend, runtime.precision)
     return TopDownEstimator(runtime, recipe, batch_size=batch_size, flip_test=flip_test)
+
+
+def _file_precision(resolved: ResolvedModel, device: str, backend: str) -> str:
+    """The precision an export recorded, where it can run here; else fp32, with a warning (nobody asked for it)."""
+    from poseapp.runtimes.base import check_precision
+
+    wanted = resolved.precision or "fp32"
+    if wanted == "fp32":
+        return wanted
+    try:
+        check_precision(wanted, device)
+    except PoseAppError as e:
+        log.warning("%s was exported to run at %s, which cannot run here (%s): running fp32", resolved.path.name,
+                    wanted, e)
+        return "fp32"
+    if wanted == "bf16" and str(backend).strip().lower() == "onnxruntime":
+        log.warning("%s was exported to run at bf16, which onnxruntime does not offer: running fp32",
+                    resolved.path.name)
+        return "fp32"
+    return wanted
 
 
 def local_file(resolved: ResolvedModel, offline: bool | None = None) -> Path:

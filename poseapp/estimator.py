@@ -93,7 +93,7 @@ class TopDownEstimator:
         import torch
 
         self.recipe = recipe
-        if not hasattr(model, "backend"):
+        if isinstance(model, torch.nn.Module):
             from poseapp.runtimes.torch_runtime import TorchRuntime
 
             model = TorchRuntime(model, device=device, precision="fp16" if half else "fp32")

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 EXPORT_PRECISIONS = ("fp32", "bf16")
+MAX_DIFFERENCE = 1e-4
+"""The most an export's fp32 outputs may differ from the PyTorch network's, relative to the largest output."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,13 @@ class Exported:
     max_difference: float
 
 
-def export_model(model: str | Path, *, arch: str | None = None, format: str = "onnx", out: str | Path | None = None,
+def export_model(model: str | Path, *, arch: str | None = None, format: str | None = None, out: str | Path | None = None,
                  precision: str = "fp32", offline: bool | None = None) -> Exported:
     """Export a zoo model (fetched on first use) or a checkpoint.
 
     Args:
         model, arch: as ``create_model`` takes them (a .pth checkpoint, or a zoo name).
-        format: ``onnx`` or ``openvino``.
+        format: ``onnx`` or ``openvino``; None: from ``out``'s suffix (``.xml``: openvino), else onnx.
         out: the file to write (``.onnx`` / ``.xml``), or a folder; default ``<recipe name>.onnx|.xml`` here.
         precision: ``fp32``, or ``bf16``: recorded in the file, so OpenVINO (and torch) run it in bf16 by
             default; the weights stay fp32 either way.
@@ -52,6 +54,8 @@ def export_model(model: str | Path, *, arch: str | None = None, format: str = "o
     from poseapp.create import GRAPHS, load_network, local_file, resolve_model
     from poseapp.runtimes.base import check_choice
 
+    if format is None:
+        format = "openvino" if out is not None and Path(out).suffix.lower() == ".xml" else "onnx"
     format = check_choice(format, tuple(FORMATS), "format")
     precision = check_choice(precision, ("fp32", "bf16", "fp16"), "precision")
     if precision not in EXPORT_PRECISIONS:
@@ -76,6 +80,9 @@ def export_model(model: str | Path, *, arch: str | None = None, format: str = "o
         finally:
             onnx_tmp.unlink(missing_ok=True)
     difference = _difference(network, target, resolved.recipe)
+    if difference > MAX_DIFFERENCE:
+        raise PoseAppError(f"the export {target} differs from the PyTorch network by {difference:.1e} (relative; "
+                           f"float noise is ~1e-6): it is left there for inspection, but do not use it")
     log.info("exported %s to %s (outputs within %.1e of the PyTorch network's)", resolved.recipe.name, target,
              difference)
     return Exported(target, resolved.recipe, precision, difference)
@@ -86,22 +93,27 @@ def _target(out: str | Path | None, recipe: Recipe, format: str) -> Path:
     if out is None:
         return Path(f"{recipe.name}{suffix}")
     path = Path(out).expanduser()
-    if path.is_dir():
+    if path.is_dir() or str(out).endswith(("/", "\\")) or not path.suffix:  # a folder (made if need be)
         return path / f"{recipe.name}{suffix}"
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{arg('out')} {path}: {parent} is a file, not a folder")
     if path.suffix.lower() != suffix:
-        raise OutputError(f"{arg('out')} {path}: a {format} export is a {suffix} file (pass NAME{suffix} or a folder)")
+        kind = {"onnx": "an ONNX", "openvino": "an OpenVINO"}[format]
+        raise OutputError(f"{arg('out')} {path}: {kind} export is a {suffix} file (pass NAME{suffix} or a folder)")
     return path
 
 
 def _difference(network, path: Path, recipe: Recipe) -> float:
-    """Largest |exported - torch| / max |torch| over a seeded random batch of 2, at fp32."""
+    """Largest |exported - torch| / max |torch| over a seeded random batch, at fp32: 3 crops, so that a batch
+    size frozen into the graph by the trace (it ran at 2) shows."""
     import numpy as np
     import torch
 
     from poseapp.runtimes.base import as_outputs
 
     w, h = recipe.input_size
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, h, w), dtype=np.float32))
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 3, h, w), dtype=np.float32))
     if path.suffix.lower() == ".xml":
         from poseapp.runtimes.openvino_runtime import OpenVinoRuntime as Graph
     else:

@@ -64,7 +64,7 @@ class PredictOptions:
     half: bool = False
     backend: str = "auto"  # auto (the fastest here, measured once), torch, onnxruntime, openvino
     precision: str | None = None  # fp32, bf16, fp16 (CUDA); None: an export's own, else fp32
-    threads: int | None = None  # CPU threads for the pose network; None: the CPUs this process may use
+    threads: int | None = None  # CPU threads for the pose network; None: the CPUs this process may use (torch: its own)
     batch_size: int = 32
     flip_test: bool | None = None  # None: the recipe's (on for the published configs)
     out_dir: str | Path = "runs/predict"

@@ -2,8 +2,8 @@
 user for their own ONNX model (``--pose-recipe recipe.json``). Every recipe read here is checked the way
 the zoo's own entries are (:func:`check_recipe`), so a bad field is one clear line naming the file.
 
-A recipe file is a JSON object with :class:`~poseapp.zoo.Recipe`'s fields. For a user's own model only
-three are needed; the rest default as below::
+A recipe file is a JSON object with :class:`~poseapp.zoo.Recipe`'s fields. For a user's own model three are
+required (and ``heatmap_size`` for heatmap codecs); the rest default as below::
 
     {"keypoint_set": "coco", "codec": "msra", "input_size": [192, 256], "heatmap_size": [48, 64]}
 
@@ -42,6 +42,7 @@ _FAMILY_OF_CODEC = {"msra": "heatmap", "dark": "heatmap", "udp": "heatmap", "hrn
                     "regression": "regression", "rle": "rle", "simcc": "simcc", "simdr": "simdr"}
 _FIELDS = {f.name for f in dataclasses.fields(Recipe)}
 _REQUIRED = ("keypoint_set", "codec", "input_size")
+_DOWNLOADS = ("url", "filename", "sha256_prefix", "gdrive_id")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
@@ -70,8 +71,12 @@ def recipe_from_dict(data: Any, where: str, *, name: str | None = None) -> Recip
         hint = f" (did you mean '{close[0]}'?)" if close else f" (fields: {', '.join(sorted(_REQUIRED))}, ...)"
         raise CheckpointError(f"{where}: unknown recipe field '{unknown[0]}'{hint}")
     missing = [k for k in _REQUIRED if data.get(k) is None]
+    if not missing and data.get("heatmap_size") is None and isinstance(data.get("codec"), str) \
+            and _FAMILY_OF_CODEC.get(data["codec"]) == "heatmap":
+        missing = ["heatmap_size"]
     if missing:
-        raise CheckpointError(f"{where}: the recipe needs '{missing[0]}' (required: {', '.join(_REQUIRED)})")
+        raise CheckpointError(f"{where}: the recipe needs '{missing[0]}' (required: {', '.join(_REQUIRED)}, and "
+                              "heatmap_size for heatmap codecs)")
     d = dict(data)
     codec = d["codec"]
     d.setdefault("name", name or "onnx-model")
@@ -126,6 +131,11 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     def bad(field: str, why: str) -> CheckpointError:
         return CheckpointError(f"{where}: recipe field '{field}' {why}")
 
+    for field in ("name", "codec", "warp", "keypoint_set", "dataset", "family", "arch"):
+        if not isinstance(getattr(recipe, field), str):
+            raise bad(field, f"is {getattr(recipe, field)!r}: give a string")
+    if isinstance(recipe.num_keypoints, bool) or not isinstance(recipe.num_keypoints, int):
+        raise bad("num_keypoints", f"is {recipe.num_keypoints!r}: give a whole number")
     if recipe.codec not in CODECS:
         raise bad("codec", f"is '{recipe.codec}', not one of {', '.join(CODECS)}")
     if recipe.warp not in geometry.WARPS:
@@ -146,6 +156,9 @@ def check_recipe(recipe: Recipe, where: str) -> None:
             raise bad(field, f"is {value}: give three numbers (RGB, 0-255 scale)")
     if min(recipe.std) <= 0:
         raise bad("std", f"is {recipe.std}: every value must be above 0")
+    if max(recipe.mean) <= 1 and max(recipe.std) <= 1:
+        raise bad("mean", f"is {recipe.mean} and std {recipe.std}: that is the 0-1 scale, and a recipe's are on "
+                          "0-255 (ImageNet's: [123.675, 116.28, 103.53], [58.395, 57.12, 57.375])")
     for field in ("bbox_padding", "simcc_split_ratio"):
         value = getattr(recipe, field)
         if not (_is_number(value) and value > 0):
@@ -154,11 +167,18 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         if not isinstance(getattr(recipe, field), bool):
             raise bad(field, f"is {getattr(recipe, field)!r}: give true or false")
     if recipe.keypoint_range is not None:
-        start, stop = recipe.keypoint_range
-        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop <= count):
-            raise bad("keypoint_range", f"is {recipe.keypoint_range}: give [start, stop) within 0..{count}")
+        span = recipe.keypoint_range
+        if not (len(span) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+                and 0 <= span[0] < span[1] <= count):
+            raise bad("keypoint_range", f"is {span!r}: give [start, stop) within 0..{count}")
     if not isinstance(recipe.codec_params, dict):
-        raise bad("codec_params", "must be an object")
+        raise bad("codec_params", f"is {recipe.codec_params!r}: give an object")
+    kernel = recipe.codec_params.get("blur_kernel_size", 11)
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise bad("codec_params", f"has blur_kernel_size {kernel!r}: give an odd whole number (DARK/UDP use 11)")
+    sigma = recipe.codec_params.get("sigma", 2)
+    if not (_is_number(sigma) or isinstance(sigma, list) and sigma and all(_is_number(v) for v in sigma)):
+        raise bad("codec_params", f"has sigma {sigma!r}: give a number (or SimCC's [x, y])")
 
 
 def recipe_from_metadata(metadata: dict[str, str], where: str) -> Recipe | None:
@@ -173,6 +193,8 @@ def recipe_from_metadata(metadata: dict[str, str], where: str) -> Recipe | None:
                               f"(export it again with python infer.py export, or pass --pose-arch NAME)")
     try:
         data = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise CheckpointError(f"{where}: its poseapp.recipe metadata is not JSON ({e})") from None
+    if isinstance(data, dict):  # a model file says how to use it, never where to download anything
+        data = {k: v for k, v in data.items() if k not in _DOWNLOADS}
     return recipe_from_dict(data, where)

@@ -674,12 +674,12 @@ def test_the_detector_leaves_torchs_thread_count_as_it_was():
     from poseapp.boxes import YoloDetector
     from poseapp.results import Frame
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    before, cpus = torch.get_num_threads(), os.cpu_count()  # ultralytics would set cpus - 1
+    torch.set_num_threads(cpus)
     try:
         detector = YoloDetector(DETECTOR, classes=(0,))
-        assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == cpus
         detector([Frame(image=cv2.imread(str(DATA / "coco" / "000000000785.jpg")), source="a")])
-        assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == cpus
     finally:
         torch.set_num_threads(before)

@@ -53,8 +53,10 @@ def test_auto_picks_the_fastest_and_onnxruntime_wins_a_tie_within_5_percent():
     assert pick({"torch": 3.0, "openvino": 2.0}) == "torch"
 
 
-def test_auto_measures_once_and_remembers_per_key(tmp_path):
-    """A unit test of the cache: stand-in runtimes count how often they are built and called."""
+def test_auto_measures_once_and_remembers_per_key(tmp_path, monkeypatch):
+    """A unit test of the cache: stand-in runtimes count how often they are built and measured (the
+    measurement itself is a stand-in too: each runtime says its speed)."""
+    from poseapp.runtimes import auto
     from poseapp.runtimes.auto import choose
 
     built, calls = [], []
@@ -62,18 +64,16 @@ def test_auto_measures_once_and_remembers_per_key(tmp_path):
     class Fake:
         device, precision = "cpu", "fp32"
 
-        def __init__(self, name, seconds):
-            self.backend, self.seconds = name, seconds
+        def __init__(self, name, speed):
+            self.backend, self.speed = name, speed
             built.append(name)
 
-        def __call__(self, x):
-            import time
+    def measure(runtime, input_size):
+        calls.append(runtime.backend)
+        return runtime.speed
 
-            calls.append(self.backend)
-            time.sleep(self.seconds)
-            return (x,)
-
-    factories = {"torch": lambda: Fake("torch", 0.02), "onnxruntime": lambda: Fake("onnxruntime", 0.001)}
+    monkeypatch.setattr(auto, "measure", measure)
+    factories = {"torch": lambda: Fake("torch", 50.0), "onnxruntime": lambda: Fake("onnxruntime", 1000.0)}
     cache = tmp_path / "backends.json"
     first = choose(factories, "key-a", (8, 8), cache=cache)
     assert first.backend == "onnxruntime" and sorted(set(built)) == ["onnxruntime", "torch"]
@@ -86,6 +86,31 @@ def test_auto_measures_once_and_remembers_per_key(tmp_path):
     assert sorted(set(built)) == ["onnxruntime", "torch"] and set(json.loads(cache.read_text())) == {"key-a", "key-b"}
     cache.write_text("{ not json")  # a damaged cache is measured again, not an error
     assert choose(factories, "key-a", (8, 8), cache=cache).backend == "onnxruntime"
+
+    def broken():
+        raise RuntimeError("its package was removed")
+
+    calls.clear()  # the remembered choice no longer builds: measured again among those that do
+    assert choose({**factories, "onnxruntime": broken}, "key-a", (8, 8), cache=cache).backend == "torch"
+    assert calls == ["torch"] and json.loads(cache.read_text())["key-a"]["choice"] == "torch"
+
+
+def test_fixed_batch_graphs_run_in_padded_chunks():
+    from poseapp.runtimes.graph import run_fixed_batch
+
+    seen = []
+
+    def run(x):
+        seen.append(len(x))
+        return [x * 2, x[:, :1]]
+
+    x = np.arange(7 * 2, dtype=np.float32).reshape(7, 2)
+    out = run_fixed_batch(run, x, 3)
+    assert seen == [3, 3, 3]  # the last chunk of one padded to three
+    np.testing.assert_array_equal(out[0], x * 2)
+    np.testing.assert_array_equal(out[1], x[:, :1])
+    seen.clear()
+    assert run_fixed_batch(run, x, None)[0].shape == (7, 2) and seen == [7]
 
 
 def test_probe_key_carries_cpu_threads_precision_versions_and_network():
@@ -198,6 +223,57 @@ def test_a_graph_without_a_recipe_asks_for_one_and_torch_cannot_run_it(tmp_path)
         create_model(ULTRALIGHT, arch=ULTRALIGHT_ARCH, recipe=tmp_path / "r.json", device="cpu")
 
 
+def _graph(path: Path, inputs: list[tuple[str, int]]) -> Path:
+    """A tiny ONNX graph with these (name, element type) inputs, summed into one output."""
+    import onnx
+    from onnx import helper
+
+    shape = [1, 3, 256, 192]
+    values = [helper.make_tensor_value_info(name, kind, shape) for name, kind in inputs]
+    nodes = [helper.make_node("Identity", [inputs[0][0]], ["out"])] if len(inputs) == 1 else \
+        [helper.make_node("Sum", [name for name, _ in inputs], ["out"])]
+    out = helper.make_tensor_value_info("out", inputs[0][1], shape)
+    model = helper.make_model(helper.make_graph(nodes, "g", values, [out]), opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_graphs_that_are_not_pose_models_are_one_line(backend, tmp_path):
+    from onnx import TensorProto
+
+    from poseapp import create_model
+
+    two = _graph(tmp_path / "two.onnx", [("a", TensorProto.FLOAT), ("b", TensorProto.FLOAT)])
+    with pytest.raises(CheckpointError, match="it has 2 inputs; a pose model takes one"):
+        create_model(two, arch=ULTRALIGHT_ARCH, device="cpu", backend=backend)
+    uint8 = _graph(tmp_path / "u8.onnx", [("a", TensorProto.UINT8)])
+    with pytest.raises(CheckpointError, match="its input is .*(uint8|u8).*poseapp feeds float32 crops"):
+        create_model(uint8, arch=ULTRALIGHT_ARCH, device="cpu", backend=backend)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(CheckpointError, match="junk.onnx: not an ONNX model"):
+        create_model(junk, arch=ULTRALIGHT_ARCH, device="cpu", backend=backend)
+
+
+def test_onnx_external_data_outside_its_folder_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto
+
+    from poseapp.create import resolve_model
+
+    path = _graph(tmp_path / "ext.onnx", [("a", TensorProto.FLOAT)])
+    model = onnx.load(str(path))
+    weight = model.graph.initializer.add()
+    weight.name, weight.data_type, weight.data_location = "w", TensorProto.FLOAT, TensorProto.EXTERNAL
+    weight.dims.append(1)
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../etc/secret.bin"
+    onnx.save(model, str(path))
+    with pytest.raises(CheckpointError, match="its weights point outside its folder"):
+        resolve_model(path, ULTRALIGHT_ARCH)
+
+
 def test_recipe_files_are_checked_field_by_field(tmp_path):
     from poseapp.recipes import read_recipe_file
 
@@ -217,13 +293,19 @@ def test_recipe_files_are_checked_field_by_field(tmp_path):
     assert "the recipe needs 'codec'" in read({k: v for k, v in ok.items() if k != "codec"})
     assert "recipe field 'codec' is 'nope', not one of msra, dark" in read({**ok, "codec": "nope"})
     assert "keypoint_set 'people' is not one of" in read({**ok, "keypoint_set": "people"})
-    assert "'heatmap_size' is None: codec msra needs" in read({k: v for k, v in ok.items() if k != "heatmap_size"})
+    assert "the recipe needs 'heatmap_size'" in read({k: v for k, v in ok.items() if k != "heatmap_size"})
+    assert "that is the 0-1 scale, and a recipe's are on 0-255" in read(
+        {**ok, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
     assert "'input_size' is (192, 0)" in read({**ok, "input_size": [192, 0]})
     assert "'std' is (1, 0, 1): every value must be above 0" in read({**ok, "std": [1, 0, 1]})
     assert "'mean' is (1, 2): give three numbers" in read({**ok, "mean": [1, 2]})
     assert "'flip_test' is 'yes': give true or false" in read({**ok, "flip_test": "yes"})
     assert "'num_keypoints' is 16 but keypoint set coco has 17" in read({**ok, "num_keypoints": 16})
     assert "a recipe is a JSON object" in read([1, 2])
+    assert "'codec' is ['msra']: give a string" in read({**ok, "codec": ["msra"]})
+    assert "'keypoint_range' is (1,): give [start, stop)" in read({**ok, "keypoint_range": [1]})
+    assert "blur_kernel_size 'x': give an odd whole number" in read({**ok, "codec_params": {"blur_kernel_size": "x"}})
+    assert "'num_keypoints' is '17': give a whole number" in read({**ok, "num_keypoints": "17"})
 
 
 def test_every_zoo_entry_passes_the_recipe_check():
@@ -249,8 +331,8 @@ def test_export_carries_the_recipe_and_runs_with_no_arch(make_checkpoint, tmp_pa
     runner = CliRunner()
     paths = {}
     for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
-        result = runner.invoke(main, ["export", str(ckpt), "--pose-arch", RLE_ARCH, "--format", fmt,
-                                      "--out", str(tmp_path)])
+        out = tmp_path if fmt == "onnx" else tmp_path / f"{RLE_ARCH}.xml"  # a folder; a file whose suffix says the format
+        result = runner.invoke(main, ["export", str(ckpt), "--pose-arch", RLE_ARCH, "--out", str(out)])
         assert result.exit_code == 0, result.output
         paths[fmt] = tmp_path / f"{RLE_ARCH}{suffix}"
         assert result.stdout.split()[0] == str(paths[fmt])
@@ -261,22 +343,33 @@ def test_export_carries_the_recipe_and_runs_with_no_arch(make_checkpoint, tmp_pa
     torch_est = create_model(ckpt, arch=RLE_ARCH, device="cpu", backend="torch")
     image, boxes = next(coco_people())
     want = torch_est([image], [boxes])[0]
+    from dataclasses import replace
+
+    # the file's recipe says how to use the model, and nothing about where to download anything
+    carried = replace(torch_est.recipe, url=None, filename=None, sha256_prefix=None, gdrive_id=None)
     for fmt, path in paths.items():
         resolved = resolve_model(path)
-        assert resolved.recipe == torch_est.recipe and resolved.precision == "fp32"
+        assert resolved.recipe == carried and resolved.recipe.url is None and resolved.precision == "fp32"
         est = create_model(path, device="cpu")  # no arch: the file's own recipe
-        assert est.recipe == torch_est.recipe and est.backend in ("onnxruntime", "openvino")
+        assert est.recipe == carried and est.backend in ("onnxruntime", "openvino")
         got = est([image], [boxes])[0]
         np.testing.assert_allclose(got[0], want[0], atol=1e-3, rtol=1e-5)  # random weights: points 500 px out
         np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+    paths["openvino"].with_suffix(".bin").unlink()
+    with pytest.raises(CheckpointError, match=f"{RLE_ARCH}.xml: its weights {RLE_ARCH}.bin are not beside it"):
+        create_model(paths["openvino"], device="cpu")
 
 
 @needs_shared
 def test_export_refuses_what_it_cannot_write(make_checkpoint, tmp_path, home):
     ckpt = make_checkpoint("coco_mobilenetv2_rle")
     runner = CliRunner()
-    result = runner.invoke(main, ["export", str(ckpt), "--pose-arch", RLE_ARCH, "--out", str(tmp_path / "m.xml")])
-    assert result.exit_code == 2 and "error: --out" in result.stderr and "a onnx export is a .onnx file" in result.stderr
+    result = runner.invoke(main, ["export", str(ckpt), "--pose-arch", RLE_ARCH, "--format", "onnx",
+                                  "--out", str(tmp_path / "m.xml")])
+    assert result.exit_code == 2 and "error: --out" in result.stderr and "an ONNX export is a .onnx file" in result.stderr
+    (tmp_path / "file").write_text("")
+    result = runner.invoke(main, ["export", str(ckpt), "--pose-arch", RLE_ARCH, "--out", str(tmp_path / "file" / "m.onnx")])
+    assert result.exit_code == 2 and f"{tmp_path / 'file'} is a file, not a folder" in result.stderr
     onnx = tmp_path / "m.onnx"
     assert runner.invoke(main, ["export", str(ckpt), "--pose-arch", RLE_ARCH, "--out", str(onnx)]).exit_code == 0
     result = runner.invoke(main, ["export", str(onnx)])
@@ -300,6 +393,17 @@ def test_a_tampered_recipe_in_a_file_is_one_line(make_checkpoint, tmp_path, home
     onnx.save(model, str(path))
     with pytest.raises(CheckpointError, match=f"{path}: recipe field 'codec' is 'made-up'"):
         create_model(path, device="cpu")
+
+
+@needs_shared
+def test_an_unwritable_cache_exports_to_a_temporary_folder(make_checkpoint, home, caplog):
+    from poseapp import create_model
+
+    home.mkdir(parents=True)
+    (home / "exports").write_text("a file where the exports folder goes")  # mkdir fails, as on a read-only disk
+    est = create_model(make_checkpoint("coco_mobilenetv2_rle"), arch=RLE_ARCH, device="cpu", backend="onnxruntime")
+    assert est.backend == "onnxruntime" and "poseapp-export-" in str(est.runtime.path)
+    assert "goes to" in caplog.text and "for this run only" in caplog.text
 
 
 @needs_shared
@@ -347,6 +451,7 @@ def test_cli_runs_a_users_onnx_model_with_arch_or_recipe_and_they_agree(tmp_path
     (["--backend", "torch"], "--backend torch", "cannot run"),
     (["--precision", "fp16"], "--precision fp16", "needs a CUDA device (pass --device cuda"),
     (["--threads", "0"], "--threads", "0 is not in the range x>=1"),
+    (["--precision", "int8"], "--precision int8 is not offered yet", "--precision bf16 is the fast one"),
 ])
 def test_cli_backend_and_precision_errors_are_one_line_naming_the_flag(args, flag, words, tmp_path):
     image = tmp_path / "a.png"

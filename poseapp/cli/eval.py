@@ -12,15 +12,18 @@ from typing import Any
 import click
 
 from poseapp.cli.common import configure_logging, fail, offline_from_env, option_flags
-from poseapp.runtimes.base import BACKENDS, PRECISIONS
+from poseapp.runtimes.base import BACKENDS, PRECISION_CHOICES
 
 
 
 
 
 @click.command("eval")
-@click.option("--model", "-m", default=None, help="Zoo name (python infer.py models) or checkpoint path.")
-@click.option("--arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows.")
+@click.option("--model", "-m", default=None, help="Zoo name (python infer.py models), checkpoint path, or an "
+              ".onnx/.xml model file.")
+@click.option("--arch", default=None, help="For a checkpoint or .onnx/.xml path: the zoo name whose recipe it follows.")
+@click.option("--recipe", default=None, type=click.Path(dir_okay=False),
+              help="For an .onnx/.xml model without a poseapp recipe: its recipe JSON file (as predict's --pose-recipe).")
 @click.option("--ann", "ann_file", required=True, type=click.Path(dir_okay=False),
               help="Annotation file (COCO-style JSON, or MPII's JSON list).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
@@ -45,9 +48,9 @@ from poseapp.runtimes.base import BACKENDS, PRECISIONS
 @click.option("--half", is_flag=True, help="float16 inference (CUDA): --precision fp16.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS, case_sensitive=False),
               help="Pose network runtime (as predict's).")
-@click.option("--precision", default=None, type=click.Choice(PRECISIONS, case_sensitive=False),
+@click.option("--precision", default=None, type=click.Choice(PRECISION_CHOICES, case_sensitive=False),
               show_default="fp32; an export's own", help="fp32 gives the published accuracy; bf16, fp16 as predict's.")
-@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use",
+@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use; torch: its own setting",
               help="CPU threads for the pose network.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
 @click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
@@ -97,7 +100,7 @@ def _eval(opts: dict[str, Any]) -> None:
     if opts["model"] is not None:
         from poseapp.create import resolve_model
 
-        model = resolve_model(opts["model"], opts["arch"])  # once: create_model takes it as it is
+        model = resolve_model(opts["model"], opts["arch"], opts["recipe"])  # once: create_model takes it as it is
         recipe = model.recipe
     elif opts["predictions_file"] is None:
         raise PoseAppError("pass --model NAME to run a model, or --predictions FILE --dataset NAME to score saved "

@@ -10,10 +10,11 @@ from poseapp.cli.common import configure_logging, fail, offline_from_env, option
 @click.argument("model")
 @click.option("--pose-arch", "arch", default=None, help="For a checkpoint path: the zoo name whose recipe it follows "
               "(default: the zoo entry whose file name it bears).")
-@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx", "openvino"]),
+@click.option("--format", "fmt", default=None, type=click.Choice(["onnx", "openvino"]),
+              show_default="from --out's suffix (.xml: openvino), else onnx",
               help="onnx: one .onnx file (ONNX Runtime, OpenVINO, TensorRT...); openvino: an IR, .xml + .bin.")
-@click.option("--out", default=None, type=click.Path(), help="File to write (NAME.onnx / NAME.xml) or a folder "
-              "(default: <model name>.onnx|.xml here).")
+@click.option("--out", default=None, type=click.Path(), help="File to write (NAME.onnx / NAME.xml; an existing one "
+              "is replaced) or a folder, made if need be (default: <model name>.onnx|.xml here).")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
               help="Recorded in the file: what it runs at unless --precision says otherwise (weights stay fp32).")
 @click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1): zoo weights must be in the cache.")
@@ -38,6 +39,6 @@ def export(model: str, arch: str | None, fmt: str, out: str | None, precision: s
         done = export_model(model, arch=arch, format=fmt, out=out, precision=precision,
                             offline=offline or offline_from_env())
     except PoseAppError as e:
-        fail(e.render({**option_flags(export), "model": "MODEL", "format": "--format"}), verbose)
+        fail(e.render({**option_flags(export), "model": "MODEL", "format": "--format", "out_dir": "--out"}), verbose)
     click.echo(f"{done.path}  ({done.recipe.name}, {done.precision}; outputs within {done.max_difference:.1e} of "
                f"the PyTorch network's)")

@@ -12,7 +12,7 @@ from poseapp.boxes.yolo import DEFAULT_DETECTOR
 from poseapp.cli.common import Finite, configure_logging, fail, offline_from_env, option_flags, warn
 from poseapp.errors import render
 from poseapp.job import DEFAULT_POSE_MODEL
-from poseapp.runtimes.base import BACKENDS, PRECISIONS
+from poseapp.runtimes.base import BACKENDS, PRECISION_CHOICES
 
 if TYPE_CHECKING:
     from poseapp.job import PredictOptions, RunReport
@@ -97,12 +97,13 @@ class PredictCommand(click.Command):
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS, case_sensitive=False),
               help="Pose network runtime; auto: the fastest at fp32 results on this machine (measured once, kept in "
                    "the weights cache).")
-@click.option("--precision", default=None, type=click.Choice(PRECISIONS, case_sensitive=False),
+@click.option("--precision", default=None, type=click.Choice(PRECISION_CHOICES, case_sensitive=False),
               show_default="fp32; an export's own",
               help="bf16 on CPUs with AMX/AVX512-BF16 (or CUDA), fp16 on CUDA; fp32 gives the published accuracy.")
-@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use",
+@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use; torch: its own setting",
               help="CPU threads for the pose network.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
+              help="Crops per forward pass (with the flip test, the pass also takes their mirror images).")
 @click.option("--no-flip", is_flag=True, help="Turn off the flip test (on in the published configs).")
 @click.option("--out", "out_dir", default="runs/predict", show_default=True, type=click.Path(file_okay=False),
               help="Output folder (runs/predict, runs/predict2, ... unless --exist-ok).")

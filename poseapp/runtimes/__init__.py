@@ -5,7 +5,7 @@
 - ``graph``: a model file's input/output shapes checked against a recipe; fixed-batch graphs looped.
 - ``export``: our networks as ONNX/OpenVINO files that carry their recipe; the cached export.
 - ``auto``: ``backend="auto"``'s measured pick, remembered per machine and model.
-- ``create``: which backends can run a model, and building the runtime.
+- ``select``: which backends can run a model, and building the runtime.
 """
 from poseapp.runtimes.base import BACKENDS, PRECISIONS, Runtime
 

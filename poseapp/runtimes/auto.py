@@ -94,18 +94,24 @@ def choose(candidates: dict[str, Callable[[], Runtime]], key: str, input_size: t
     path = Path(cache) if cache is not None else cache_dir() / "backends.json"
     known = _read(path).get(key)
     if isinstance(known, dict) and known.get("choice") in candidates:
-        log.info("backend auto: %s (measured before on this machine: %s)", known["choice"],
-                 ", ".join(f"{k} {v:.1f}" for k, v in known.get("crops_per_s", {}).items()) + " crops/s")
-        return candidates[known["choice"]]()
+        try:
+            runtime = candidates[known["choice"]]()
+        except Exception as e:  # noqa: BLE001 - it no longer builds: measured again below
+            log.warning("backend auto: %s, chosen before, fails now (%s): measuring again", known["choice"], e)
+        else:
+            speeds = known.get("crops_per_s")
+            shown = ", ".join(f"{k} {v}" for k, v in speeds.items()) if isinstance(speeds, dict) else "?"
+            log.info("backend auto: %s (measured before on this machine: %s crops/s)", known["choice"], shown)
+            return runtime
     runtimes, speeds, failure = {}, {}, None
     for name, factory in candidates.items():
         try:
             runtimes[name] = factory()
+            speeds[name] = measure(runtimes[name], input_size)
         except Exception as e:  # noqa: BLE001 - a backend that cannot take this model is not a candidate
             failure = failure or e
+            runtimes.pop(name, None)
             log.warning("backend auto: %s left out (%s)", name, e)
-            continue
-        speeds[name] = measure(runtimes[name], input_size)
     if not runtimes:
         raise failure
     choice = pick(speeds)

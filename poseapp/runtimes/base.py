@@ -19,6 +19,27 @@ def as_outputs(out) -> tuple:
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_CHOICES = (*PRECISIONS, "int8")  # what the command line accepts: int8 is refused with its reason
+GRAPH_SUFFIXES = (".onnx", ".xml")  # model files that hold a graph (ONNX, OpenVINO IR), not a torch checkpoint
+INT8_REASON = ("int8 is not offered yet (post-training quantisation needs a calibration set and a measured "
+               "accuracy cost)")
+
+
+def reason(error: BaseException, limit: int = 200) -> str:
+    """One line saying why a runtime failed: the last non-empty line of its message (ONNX Runtime and OpenVINO
+    write several, the cause last), else the exception's type."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:limit]
+
+
+def require(package: str):
+    """``import package``, or a one-line PoseAppError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as e:
+        raise PoseAppError(f"the {package} package is not installed ({e}): pip install -r requirements.txt") from None
 
 
 class Runtime(Protocol):
@@ -53,6 +74,12 @@ def check_threads(threads: int | None) -> int:
         return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise PoseAppError(f"{arg('threads')} {threads!r}: give a whole number of CPU threads, 1 or more")
+    if threads > default_threads():
+        import logging
+
+        logging.getLogger(__name__).warning("threads %d is more than the %d CPU(s) this process may use: the "
+                                            "threads will contend for them (slower, not faster)", threads,
+                                            default_threads())
     return threads
 
 
@@ -91,6 +118,8 @@ def native_bf16() -> bool:
 
 def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
     text = str(value).strip().lower()
+    if name == "precision" and text == "int8":
+        raise PoseAppError(f"{arg('precision')} {INT8_REASON}: {arg('precision')} bf16 is the fast one")
     if text not in choices:
         raise PoseAppError(f"{arg(name)} {value}: pass one of {', '.join(choices)}")
     return text
@@ -99,9 +128,6 @@ def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
 def check_precision(precision: str, device: str) -> str:
     """The precision, checked against the device: bf16 needs a CPU with AMX-BF16/AVX512-BF16 (or CUDA),
     fp16 a CUDA device. int8 is not offered (yet): refused with the reason."""
-    if str(precision).strip().lower() == "int8":
-        raise PoseAppError(f"{arg('precision')} int8 is not offered yet (post-training quantisation needs a "
-                           f"calibration set and a measured accuracy cost): {arg('precision')} bf16 is the fast one")
     precision = check_choice(precision, PRECISIONS, "precision")
     cuda = device.startswith("cuda")
     if precision == "bf16" and not cuda and not native_bf16():

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from poseapp.errors import OutputError, PoseAppError, arg
+from poseapp.runtimes.base import reason
 from poseapp.recipes import FORMAT, FORMAT_KEY, PRECISION_KEY, RECIPE_KEY, recipe_to_json
 from poseapp.zoo import Recipe
 
@@ -37,12 +38,13 @@ def metadata_for(recipe: Recipe, precision: str = "fp32") -> dict[str, str]:
 
 
 def onnx_bytes(network, recipe: Recipe, precision: str = "fp32") -> bytes:
-    """The network (fp32, on the CPU, eval mode) as a serialised ONNX model with the recipe in its metadata and
-    a dynamic batch axis."""
-    import onnx
+    """The network as a serialised ONNX model with the recipe in its metadata and a dynamic batch axis. The
+    network is traced in fp32 on the CPU in eval mode (``.cpu().float()`` moves the module itself there)."""
     import torch
 
-    from poseapp.runtimes.base import as_outputs
+    from poseapp.runtimes.base import as_outputs, require
+
+    onnx = require("onnx")
 
     network = network.cpu().float().eval()
     w, h = recipe.input_size
@@ -65,22 +67,38 @@ def onnx_bytes(network, recipe: Recipe, precision: str = "fp32") -> bytes:
 
 
 def write_onnx(network, recipe: Recipe, path: Path, precision: str = "fp32") -> Path:
-    """Export to ``path`` atomically (a temporary name in the same folder, then a rename)."""
+    """Export to ``path`` atomically (a temporary name in the same folder, then a rename).
+
+    Raises:
+        OutputError: the folder cannot be made or written; PoseAppError: the network does not export.
+    """
     from poseapp.sinks.files import atomic_write
 
-    data = onnx_bytes(network, recipe, precision)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(Path(path), lambda f: f.write(data))
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e} (choose a writable folder)") from e
+    try:
+        data = onnx_bytes(network, recipe, precision)
+    except Exception as e:  # an operator the exporter cannot trace, ...
+        raise PoseAppError(f"cannot export {recipe.name} to ONNX ({type(e).__name__}: {reason(e)}): pass "
+                           f"{arg('backend')} torch") from e
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def write_openvino(onnx_path: Path, recipe: Recipe, xml_path: Path, precision: str = "fp32") -> Path:
     """An OpenVINO IR (``xml_path`` and its .bin) from an ONNX graph, fp32 weights, the recipe in rt_info.
     Both files are written under temporary names and renamed, the .bin first."""
-    import openvino as ov
+    from poseapp.runtimes.base import require
 
+    ov = require("openvino")
     xml_path = Path(xml_path)
     bin_path = xml_path.with_suffix(".bin")
-    model = ov.convert_model(str(onnx_path))
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as e:  # an operator OpenVINO cannot convert
+        raise PoseAppError(f"OpenVINO cannot convert {recipe.name} ({reason(e)}): export --format onnx instead") from e
     for key, value in metadata_for(recipe, precision).items():
         model.set_rt_info(value, key.split("."))
     tmp = xml_path.with_name(f".{xml_path.stem}.{os.getpid()}.tmp.xml")
@@ -90,7 +108,9 @@ def write_openvino(onnx_path: Path, recipe: Recipe, xml_path: Path, precision: s
         os.replace(tmp.with_suffix(".bin"), bin_path)
         os.replace(tmp, xml_path)
     except OSError as e:
-        raise OutputError(f"cannot write {xml_path}: {e.strerror or e} (choose a writable --out)") from e
+        raise OutputError(f"cannot write {xml_path}: {e.strerror or e} (choose a writable folder)") from e
+    except RuntimeError as e:  # OpenVINO's own errors (a full disk while it writes the .bin, ...)
+        raise OutputError(f"cannot write {xml_path}: {reason(e)}") from e
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
@@ -113,11 +133,15 @@ def cached_onnx(recipe: Recipe, checkpoint: Path, network_factory, *, cache: Pat
     if path.is_file():
         return path
     log.info("exporting %s (%s) to ONNX once: %s", recipe.name, checkpoint.name, path)
-    network = network_factory()
     try:
-        return write_onnx(network, recipe, path)
-    except PoseAppError:  # OutputError: the cache is not writable
-        raise
-    except Exception as e:  # an operator the exporter cannot trace, ...
-        raise PoseAppError(f"cannot export {recipe.name} to ONNX ({type(e).__name__}: {str(e)[:200]}): pass "
-                           f"{arg('backend')} torch") from e
+        return write_onnx(network_factory(), recipe, path)
+    except OutputError as e:  # a read-only cache: this run's export lives in a temporary folder
+        import atexit
+        import shutil
+        import tempfile
+
+        spare = Path(tempfile.mkdtemp(prefix="poseapp-export-"))
+        atexit.register(shutil.rmtree, spare, ignore_errors=True)
+        log.warning("%s; the ONNX export of %s goes to %s for this run only (set POSEAPP_HOME to a writable "
+                    "folder to keep it)", e, recipe.name, spare)
+        return write_onnx(network_factory(), recipe, spare / path.name)

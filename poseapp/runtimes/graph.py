@@ -48,7 +48,7 @@ def check_graph(where: str, recipe: Recipe, input_shape: Sequence[Dim], output_s
     fix = f"(pass the {arg('arch')} or recipe the model was trained with)"
     if not _fits(input_shape, (None, 3, h, w)):
         raise CheckpointError(f"{where}: its input is {_show(input_shape)} but recipe {recipe.name} feeds "
-                              f"(batch, 3, {h}, {w}) crops {fix}")
+                              f"(batch, 3, {h}, {w}) crops (input_size is [width, height]) {fix}")
     want = expected_outputs(recipe)
     if len(output_shapes) != len(want):
         raise CheckpointError(f"{where}: it has {len(output_shapes)} output(s) but recipe {recipe.name}'s codec "

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from poseapp.errors import CheckpointError, PoseAppError, arg
+from poseapp.runtimes.base import reason, require
 from poseapp.runtimes.graph import check_graph, check_outputs, run_fixed_batch
 from poseapp.zoo import Recipe
 
@@ -22,13 +23,15 @@ def _dims(partial_shape) -> tuple:
 
 
 def read_model(path: Path):
-    import openvino as ov
-
+    ov = require("openvino")
+    path = Path(path)
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        raise CheckpointError(f"{path}: its weights {path.with_suffix('.bin').name} are not beside it (an OpenVINO "
+                              "IR is the .xml and its .bin)")
     try:
         return ov.Core().read_model(str(path))
     except Exception as e:  # OpenVINO raises RuntimeError with a multi-line report
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: OpenVINO cannot read it ({first[:200]}): pass a valid .onnx or .xml "
+        raise CheckpointError(f"{path}: OpenVINO cannot read it ({reason(e)}): pass a valid .onnx or .xml "
                               "model") from None
 
 
@@ -60,8 +63,7 @@ class OpenVinoRuntime:
 
     def __init__(self, path: str | Path, recipe: Recipe, *, precision: str = "fp32", threads: int = 1,
                  device: str = "cpu") -> None:
-        import openvino as ov
-
+        ov = require("openvino")
         if device != "cpu":
             raise PoseAppError(f"{arg('backend')} openvino runs on the CPU here: pass {arg('device')} cpu, or "
                                f"{arg('backend')} torch for {device}")
@@ -72,6 +74,9 @@ class OpenVinoRuntime:
         model = read_model(self.path)
         if len(model.inputs) != 1:
             raise CheckpointError(f"{self.path}: it has {len(model.inputs)} inputs; a pose model takes one (the crops)")
+        if model.inputs[0].get_element_type() != ov.Type.f32:
+            raise CheckpointError(f"{self.path}: its input is {model.inputs[0].get_element_type().get_type_name()}; "
+                                  "poseapp feeds float32 crops (export the model with a float input)")
         self.batch = check_graph(str(self.path), recipe, _dims(model.inputs[0].get_partial_shape()),
                                  [_dims(o.get_partial_shape()) for o in model.outputs])
         config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "INFERENCE_NUM_THREADS": int(threads),
@@ -79,15 +84,17 @@ class OpenVinoRuntime:
         try:
             self.compiled = ov.Core().compile_model(model, "CPU", config)
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{self.path}: OpenVINO cannot compile it ({first[:200]})") from None
+            raise CheckpointError(f"{self.path}: OpenVINO cannot compile it ({reason(e)})") from None
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
         self._request = self.compiled.create_infer_request()
         self._checked = False
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        result = self._request.infer({0: x})
+        try:
+            result = self._request.infer({0: x})
+        except Exception as e:  # a shape the graph's inside cannot take, ...
+            raise CheckpointError(f"{self.path}: OpenVINO failed on a batch of {len(x)} ({reason(e)})") from None
         return [np.array(result[o]) for o in self.compiled.outputs]
 
     def __call__(self, x) -> tuple:

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 from poseapp.errors import PoseAppError, arg
-from poseapp.runtimes.base import BACKENDS, Runtime, check_choice, check_precision, default_threads
+from poseapp.runtimes.base import BACKENDS, GRAPH_SUFFIXES, Runtime, check_choice, check_precision, default_threads
 from poseapp.zoo import Recipe
 
 log = logging.getLogger(__name__)
 
-GRAPH_SUFFIXES = (".onnx", ".xml")
 _PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 _BF16 = ("torch", "openvino")
 
@@ -72,10 +71,12 @@ def create_runtime(recipe: Recipe, *, checkpoint: Path | None, network: Callable
     if device.startswith("cuda") or precision == "fp16":
         candidates = [b for b in candidates if b != "openvino"][:1]  # torch on CUDA; a graph: ONNX Runtime
     if not candidates:
-        raise PoseAppError(f"{arg('backend')} auto: nothing here runs {checkpoint.name} at {precision} "
-                           f"(pip install openvino)")
+        raise PoseAppError(f"{arg('backend')} auto: no backend here runs {checkpoint.name} at {precision} on "
+                           f"{device} (bf16 on the CPU: torch or openvino; on CUDA: torch)")
     factories = {b: _factory(b, recipe, checkpoint, network, precision, device, threads) for b in candidates}
     if len(factories) == 1:
+        log.info("backend auto: %s (the one installed backend that runs %s at %s on %s)", candidates[0],
+                 checkpoint.name, precision, device)
         return next(iter(factories.values()))()
     from poseapp.runtimes.auto import choose, probe_key
 
