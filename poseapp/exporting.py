@@ -36,8 +36,8 @@ class Exported:
     max_difference: float
 
 
-def export_model(model: str | Path, *, arch: str | None = None, format: str | None = None, out: str | Path | None = None,
-                 precision: str = "fp32", offline: bool | None = None) -> Exported:
+def export_model(model: str | Path, *, arch: str | None = None, format: str | None = None,
+                 out: str | Path | None = None, precision: str = "fp32", offline: bool | None = None) -> Exported:
     """Export a zoo model (fetched on first use) or a checkpoint.
 
     Args:

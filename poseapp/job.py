@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POSE_MODEL = "hrnet-w32_coco-256x192"
 
-_RENAMED = {"model": "pose_model", "arch": "pose_arch", "recipe": "pose_recipe", "classes": "det_classes", "trusted": "trust_checkpoint"}
+_RENAMED = {"model": "pose_model", "arch": "pose_arch", "recipe": "pose_recipe", "classes": "det_classes",
+            "trusted": "trust_checkpoint"}
 """create_model's and create_detector's argument names, as PredictOptions calls them (for error messages)."""
 
 

@@ -23,7 +23,7 @@ from poseapp.runtimes.base import BACKENDS, PRECISION_CHOICES
               ".onnx/.xml model file.")
 @click.option("--arch", default=None, help="For a checkpoint or .onnx/.xml path: the zoo name whose recipe it follows.")
 @click.option("--recipe", default=None, type=click.Path(dir_okay=False),
-              help="For an .onnx/.xml model without a poseapp recipe: its recipe JSON file (as predict's --pose-recipe).")
+              help="For an .onnx/.xml model without a poseapp recipe: its recipe JSON file (predict's --pose-recipe).")
 @click.option("--ann", "ann_file", required=True, type=click.Path(dir_okay=False),
               help="Annotation file (COCO-style JSON, or MPII's JSON list).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
@@ -50,7 +50,8 @@ from poseapp.runtimes.base import BACKENDS, PRECISION_CHOICES
               help="Pose network runtime (as predict's).")
 @click.option("--precision", default=None, type=click.Choice(PRECISION_CHOICES, case_sensitive=False),
               show_default="fp32; an export's own", help="fp32 gives the published accuracy; bf16, fp16 as predict's.")
-@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use; torch: its own setting",
+@click.option("--threads", default=None, type=click.IntRange(1),
+              show_default="the CPUs this process may use; torch: its own setting",
               help="CPU threads for the pose network.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Crops per forward pass.")
 @click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
@@ -162,7 +163,8 @@ def _run_model(opts: dict[str, Any], model, boxes, num_keypoints: int):
     from poseapp.evaluation.runner import estimate_boxes
 
     estimator = create_model(model, device=opts["device"], half=opts["half"], backend=opts["backend"],
-                             precision=opts["precision"], threads=opts["threads"], batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
+                             precision=opts["precision"], threads=opts["threads"], batch_size=opts["batch_size"],
+                             flip_test=False if opts["no_flip"] else None,
                              offline=opts["offline"])
     with tqdm(total=len(boxes), unit="instance", dynamic_ncols=True, leave=False) as bar:
         return estimate_boxes(estimator, boxes, num_keypoints=num_keypoints, progress=bar.update,

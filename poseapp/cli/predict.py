@@ -100,7 +100,8 @@ class PredictCommand(click.Command):
 @click.option("--precision", default=None, type=click.Choice(PRECISION_CHOICES, case_sensitive=False),
               show_default="fp32; an export's own",
               help="bf16 on CPUs with AMX/AVX512-BF16 (or CUDA), fp16 on CUDA; fp32 gives the published accuracy.")
-@click.option("--threads", default=None, type=click.IntRange(1), show_default="the CPUs this process may use; torch: its own setting",
+@click.option("--threads", default=None, type=click.IntRange(1),
+              show_default="the CPUs this process may use; torch: its own setting",
               help="CPU threads for the pose network.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
               help="Crops per forward pass (with the flip test, the pass also takes their mirror images).")
