@@ -13,7 +13,6 @@ import numpy as np
 from poseapp import geometry
 from poseapp.codecs.table import Codec, codec_spec
 from poseapp.keypoints import KeypointSet, get_keypoint_set
-
 from poseapp.zoo import Recipe
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from poseapp.errors import PoseAppError, arg
 
+
 def as_outputs(out) -> tuple:
     """A network's output as a tuple: a tensor (heatmaps, coordinates) becomes a 1-tuple, SimCC's (x, y)
     pair stays a pair."""
