@@ -19,7 +19,7 @@ none), images converted to RGB for rtmlib (it normalises the channels in the ord
 
     python bench/backends.py                                   # HRNet-W32, flip on, batch 8 (~5 min)
     python bench/backends.py --no-flip --batch-size 16 --rounds 3 --json runs/backends.json
-    python bench/backends.py --rtmlib                          # + rtmlib vs poseapp on RTMPose-m (pip install rtmlib)
+    python bench/backends.py --rtmlib     # + rtmlib vs poseapp on RTMPose-m (pip install -r bench/requirements.txt)
 """
 from __future__ import annotations
 
@@ -42,9 +42,11 @@ def images_and_boxes():
     """side_by_side.py's images and ground-truth boxes (its own function, so both measure the same work)."""
     import cv2
 
-    sys.path.insert(0, str(PEERS))
-    import side_by_side  # noqa: E402
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("side_by_side", PEERS / "side_by_side.py")
+    side_by_side = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(side_by_side)
     items = side_by_side.images_and_boxes()
     return [cv2.imread(p) for p, _ in items], [b for _, b in items]
 
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rtmlib", action="store_true", help="also rtmlib vs poseapp on an RTMPose-m export")
     p.add_argument("--json", type=Path, default=None, help="also save the numbers to this JSON file")
     args = p.parse_args(argv)
+    import importlib.util
+
+    if args.rtmlib and importlib.util.find_spec("rtmlib") is None:
+        p.error("--rtmlib needs rtmlib: pip install -r bench/requirements.txt")
 
     import numpy as np
     import torch
@@ -140,13 +146,12 @@ def main(argv: list[str] | None = None) -> int:
 def rtmlib_vs_poseapp(tmp: Path, images, boxes, rounds: int) -> dict:
     """rtmlib's RTMPose and poseapp on the same RTMPose-m .onnx (exported here), images and boxes."""
     import numpy as np
-    from rtmlib import RTMPose
 
-    import families
+    from rtmlib import RTMPose
     from poseapp import create_model
     from poseapp.exporting import export_model
 
-    ckpt = families.make_checkpoint("coco_rtmpose-m", "1x", tmp)
+    ckpt = bench.make_checkpoint("coco_rtmpose-m", "1x", tmp)
     onnx = export_model(ckpt, arch="rtmpose-m_coco-256x192", out=tmp / "rtmpose-m.onnx").path
     theirs = RTMPose(str(onnx), model_input_size=(192, 256), backend="onnxruntime", device="cpu")
     rgb = [im[..., ::-1].copy() for im in images]

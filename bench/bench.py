@@ -124,17 +124,24 @@ def write_video(frames: list[Any], path: Path, hold: int, fps: float = VIDEO_FPS
     return n
 
 
-def make_default_checkpoint(folder: Path) -> Path:
-    """Regenerate the coco_hrnet-w32_hm parity checkpoint (hash-checked by the script) into ``folder``."""
+def make_checkpoint(fixture: str, layout: str, folder: Path) -> Path:
+    """Regenerate a parity fixture's checkpoint (``layout``: 1x, 0x or sithu; hash-checked by the script)
+    into ``folder``."""
     script = PARITY / "make_checkpoint.py"
     if not script.is_file():
         raise BenchError(f"{script} is missing: pass --pose-model PATH (and --pose-arch NAME)")
-    out = folder / "coco_hrnet-w32_hm.1x.pth"
-    proc = subprocess.run([sys.executable, str(script), str(DEFAULT_MANIFEST), str(out)],
-                          capture_output=True, text=True)
+    manifest = PARITY / "manifests" / (f"{fixture}.json" if layout == "sithu" else f"{fixture}.{layout}.json")
+    out = folder / f"{fixture}.{layout}.pth"
+    proc = subprocess.run([sys.executable, str(script), str(manifest), str(out)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BenchError(f"make_checkpoint.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        raise BenchError(f"make_checkpoint.py {manifest.name} failed ({proc.returncode}): "
+                         f"{proc.stderr.strip()[-500:]}")
     return out
+
+
+def make_default_checkpoint(folder: Path) -> Path:
+    """The coco_hrnet-w32_hm parity checkpoint (MMPose 1.x layout) in ``folder``."""
+    return make_checkpoint("coco_hrnet-w32_hm", "1x", folder)
 
 
 # ----------------------------------------------------------------------------------------------------------

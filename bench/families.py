@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,17 +36,6 @@ FAMILIES = {
     "PoseHRNet-W32 (sithu)": ("sithu_posehrnet-w32", "posehrnet-w32_coco-256x192", "sithu"),
     "SimDR-W32 (sithu)": ("sithu_simdr-w32", "simdr-w32_coco-256x192", "sithu"),
 }
-
-
-def make_checkpoint(fixture: str, layout: str, folder: Path) -> Path:
-    manifests = bench.PARITY / "manifests"
-    manifest = manifests / (f"{fixture}.json" if layout == "sithu" else f"{fixture}.{layout}.json")
-    out = folder / f"{fixture}.pth"
-    proc = subprocess.run([sys.executable, str(bench.PARITY / "make_checkpoint.py"), str(manifest), str(out)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise bench.BenchError(f"make_checkpoint.py {manifest.name} failed: {proc.stderr.strip()[-300:]}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="poseapp-families-") as tmp:
         for family, (fixture, zoo_name, layout) in families.items():
             print(f"{family}: {zoo_name}", flush=True)
-            estimator = create_model(make_checkpoint(fixture, layout, Path(tmp)), arch=zoo_name, device=device,
+            estimator = create_model(bench.make_checkpoint(fixture, layout, Path(tmp)), arch=zoo_name, device=device,
                                      backend=args.backend, precision=args.precision)
             crops = make_crops(frames, boxes, estimator.recipe).pixels
             per_batch = bench.time_model_only(estimator, crops, sizes, args.seconds, 1, args.min_calls, clock)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from poseapp.errors import CheckpointError, PoseAppError, arg
 from poseapp.estimator import TopDownEstimator
-from poseapp.runtimes.base import GRAPH_SUFFIXES as GRAPHS  # model files holding a graph (.onnx, .xml)
+from poseapp.runtimes.base import GRAPH_SUFFIXES
 from poseapp.zoo import Recipe, get_recipe, hash_prefix_in_filename, list_recipes, recipe_for_file
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def resolve_model(model: "str | Path | ResolvedModel", arch: str | None = None,
         raise PoseAppError(f"{arg('arch')} and {arg('recipe')} both say which recipe the model follows: pass one")
     path = Path(model)
     suffix = path.suffix.lower()
-    looks_like_path = (suffix in {".pth", ".pt", ".ckpt", ".bin", *GRAPHS} or path.parent != Path(".")
+    looks_like_path = (suffix in {".pth", ".pt", ".ckpt", ".bin", *GRAPH_SUFFIXES} or path.parent != Path(".")
                        or path.exists())
     if not looks_like_path:
         if recipe is not None:
@@ -110,7 +110,7 @@ def resolve_model(model: "str | Path | ResolvedModel", arch: str | None = None,
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist (check {arg('model')}, or pass a zoo name: "
                               f"python infer.py models)")
-    if suffix in GRAPHS:
+    if suffix in GRAPH_SUFFIXES:
         return _resolve_graph(path, arch, recipe)
     if recipe is not None:
         raise PoseAppError(f"{arg('recipe')} is for an ONNX/OpenVINO model file; a checkpoint ({path.name}) takes "
@@ -226,7 +226,7 @@ def create_model(model: "str | Path | ResolvedModel", *, arch: str | None = None
     recipe = resolved.recipe
     chosen = "fp16" if half else precision or _file_precision(resolved, device, backend)
     path = local_file(resolved, offline)
-    network = None if path.suffix.lower() in GRAPHS else load_network(recipe, path)
+    network = None if path.suffix.lower() in GRAPH_SUFFIXES else load_network(recipe, path)
     runtime = create_runtime(recipe, checkpoint=path, network=lambda: network, backend=backend, precision=chosen,
                              device=device, threads=threads)
     log.info("pose model %s on %s, %s", recipe.name, runtime.backend, runtime.precision)

@@ -51,7 +51,8 @@ def export_model(model: str | Path, *, arch: str | None = None, format: str | No
     Raises:
         PoseAppError: naming the argument that was wrong.
     """
-    from poseapp.create import GRAPHS, load_network, local_file, resolve_model
+    from poseapp.create import load_network, local_file, resolve_model
+    from poseapp.runtimes.base import GRAPH_SUFFIXES
     from poseapp.runtimes.base import check_choice
 
     if format is None:
@@ -62,7 +63,7 @@ def export_model(model: str | Path, *, arch: str | None = None, format: str | No
         raise PoseAppError(f"{arg('precision')} fp16 is not an export precision (fp16 runs through {arg('backend')} "
                            f"torch on CUDA): export fp32 or bf16")
     resolved = resolve_model(model, arch)
-    if resolved.path is not None and resolved.path.suffix.lower() in GRAPHS:
+    if resolved.path is not None and resolved.path.suffix.lower() in GRAPH_SUFFIXES:
         raise PoseAppError(f"{arg('model')} {resolved.path.name} is an exported model already: export a zoo name or "
                            f"a .pth checkpoint")
     target = _target(out, resolved.recipe, format)

@@ -42,6 +42,16 @@ def raw_reference(fx: dict, suffix: str = "") -> tuple[np.ndarray, ...]:
     return None
 
 
+@pytest.fixture(scope="module")
+def weights_home(tmp_path_factory):
+    """A weights cache of the test module's own (POSEAPP_HOME, for the module's tests): the ONNX exports the
+    onnxruntime/openvino backends make and auto's backends.json land there, not in the checkout's weights/."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("weights_home")
+        mp.setenv("POSEAPP_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory):
     """``make_checkpoint(name, layout="1x"|"0x"|"sithu", numpy_meta=False) -> Path``.

@@ -64,15 +64,7 @@ def mean_oks_with_ground_truth_boxes(estimator) -> float:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("accuracy_home")
-        mp.setenv("POSEAPP_HOME", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def fp32(home) -> dict[bool, float]:
+def fp32(weights_home) -> dict[bool, float]:
     """flip test on/off -> mean OKS with ground-truth boxes, backend auto at fp32."""
     from poseapp import create_model
 
@@ -86,14 +78,14 @@ def test_ground_truth_boxes_give_the_published_recipes_accuracy(fp32):
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_every_fp32_backend_gives_the_same_accuracy(backend, fp32, home):
+def test_every_fp32_backend_gives_the_same_accuracy(backend, fp32, weights_home):
     from poseapp import create_model
 
     est = create_model(ULTRALIGHT, arch=ARCH, device="cpu", backend=backend, precision="fp32")
     assert abs(mean_oks_with_ground_truth_boxes(est) - fp32[True]) < 1e-4
 
 
-def test_bf16_costs_at_most_a_hundredth_of_mean_oks(fp32, home):
+def test_bf16_costs_at_most_a_hundredth_of_mean_oks(fp32, weights_home):
     from poseapp import create_model
     from poseapp.runtimes.base import native_bf16
 
@@ -106,7 +98,7 @@ def test_bf16_costs_at_most_a_hundredth_of_mean_oks(fp32, home):
         assert abs(bf16 - fp32[flip]) <= 0.01, (flip, bf16, fp32[flip])
 
 
-def test_end_to_end_with_the_real_detector(tmp_path, home):
+def test_end_to_end_with_the_real_detector(tmp_path, weights_home):
     """``python infer.py --source coco/`` and ``--source posetrack18/images/val --recursive`` with the real
     detector: each annotated person scored against the predicted instance of highest OKS."""
     from poseapp.cli import main

@@ -150,15 +150,6 @@ def assert_parity(kp: np.ndarray, sc: np.ndarray, ref_kp: np.ndarray, ref_sc: np
 
 
 @pytest.fixture(scope="module")
-def weights_home(tmp_path_factory):
-    """A weights cache of this module's own (POSEAPP_HOME): the ONNX exports of the parity checkpoints."""
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("parity_home")
-        mp.setenv("POSEAPP_HOME", str(home))
-        yield home
-
-
-@pytest.fixture(scope="module")
 def parity_models(make_checkpoint, weights_home):
     """(fixture name, backend="torch") -> (1.x estimator via create_model, images, boxes); built once per
     module."""

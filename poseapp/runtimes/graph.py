@@ -2,6 +2,7 @@
 is fixed. Shared by the ONNX Runtime and OpenVINO runtimes."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -73,6 +74,29 @@ def run_fixed_batch(run: Callable[[np.ndarray], list[np.ndarray]], x: np.ndarray
             chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
         parts.append([out[:n] for out in run(chunk)])
     return [np.concatenate(outs) for outs in zip(*parts)]
+
+
+class GraphRuntime:
+    """What the ONNX Runtime and OpenVINO runtimes share: a torch batch handed over as float32 numpy, run in
+    chunks of the graph's fixed batch size (``self.batch``; None: any), the first outputs checked against the
+    recipe, float32 tensors back. A subclass sets ``path``, ``recipe``, ``batch`` and defines ``_run``."""
+
+    path: Path
+    recipe: Recipe
+    batch: int | None
+    _checked = False
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, x) -> tuple:
+        import torch
+
+        outputs = run_fixed_batch(self._run, np.ascontiguousarray(x.detach().cpu().numpy(), np.float32), self.batch)
+        if not self._checked:
+            check_outputs(str(self.path), self.recipe, outputs)
+            self._checked = True
+        return tuple(torch.from_numpy(np.ascontiguousarray(o, np.float32)) for o in outputs)
 
 
 def check_outputs(where: str, recipe: Recipe, outputs: Sequence[np.ndarray]) -> None:

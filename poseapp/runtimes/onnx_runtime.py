@@ -9,7 +9,7 @@ import numpy as np
 
 from poseapp.errors import CheckpointError, PoseAppError, arg
 from poseapp.runtimes.base import reason, require
-from poseapp.runtimes.graph import check_graph, check_outputs, run_fixed_batch
+from poseapp.runtimes.graph import GraphRuntime, check_graph
 from poseapp.zoo import Recipe
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _session(path: Path, *, threads: int, providers: list | None = None):
         raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({reason(e)}): pass a valid .onnx file") from None
 
 
-class OnnxRuntime:
+class OnnxRuntime(GraphRuntime):
     """An ONNX graph in an ``onnxruntime.InferenceSession``.
 
     Args:
@@ -90,22 +90,12 @@ class OnnxRuntime:
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.batch = check_graph(str(self.path), recipe, _dims(inputs[0].shape),
                                  [_dims(o.shape) for o in self.session.get_outputs()])
-        self._checked = False
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         try:
             return self.session.run(self._outputs, {self._input: x})
         except Exception as e:  # a shape the graph's inside cannot take, ...
             raise CheckpointError(f"{self.path}: ONNX Runtime failed on a batch of {len(x)} ({reason(e)})") from None
-
-    def __call__(self, x) -> tuple:
-        import torch
-
-        outputs = run_fixed_batch(self._run, np.ascontiguousarray(x.detach().cpu().numpy(), np.float32), self.batch)
-        if not self._checked:
-            check_outputs(str(self.path), self.recipe, outputs)
-            self._checked = True
-        return tuple(torch.from_numpy(np.ascontiguousarray(o, np.float32)) for o in outputs)
 
     def __repr__(self) -> str:
         return f"OnnxRuntime({self.path.name}, precision={self.precision}, providers={self.session.get_providers()})"

@@ -12,7 +12,7 @@ import numpy as np
 
 from poseapp.errors import CheckpointError, PoseAppError, arg
 from poseapp.runtimes.base import reason, require
-from poseapp.runtimes.graph import check_graph, check_outputs, run_fixed_batch
+from poseapp.runtimes.graph import GraphRuntime, check_graph
 from poseapp.zoo import Recipe
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -48,7 +48,7 @@ def ir_metadata(path: Path) -> dict[str, str]:
     return out
 
 
-class OpenVinoRuntime:
+class OpenVinoRuntime(GraphRuntime):
     """An OpenVINO compiled model.
 
     Args:
@@ -88,7 +88,6 @@ class OpenVinoRuntime:
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
         self._request = self.compiled.create_infer_request()
-        self._checked = False
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         try:
@@ -96,15 +95,6 @@ class OpenVinoRuntime:
         except Exception as e:  # a shape the graph's inside cannot take, ...
             raise CheckpointError(f"{self.path}: OpenVINO failed on a batch of {len(x)} ({reason(e)})") from None
         return [np.array(result[o]) for o in self.compiled.outputs]
-
-    def __call__(self, x) -> tuple:
-        import torch
-
-        outputs = run_fixed_batch(self._run, np.ascontiguousarray(x.detach().cpu().numpy(), np.float32), self.batch)
-        if not self._checked:
-            check_outputs(str(self.path), self.recipe, outputs)
-            self._checked = True
-        return tuple(torch.from_numpy(o.astype(np.float32, copy=False)) for o in outputs)
 
     def __repr__(self) -> str:
         return f"OpenVinoRuntime({self.path.name}, precision={self.precision})"

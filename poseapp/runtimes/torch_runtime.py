@@ -27,7 +27,6 @@ class TorchRuntime:
         self.module = module.to(torch.device(device)).eval()
         if precision == "fp16":
             self.module = self.module.half()
-        self._autocast = precision == "bf16"
         self._device_type = torch.device(device).type
 
     def __call__(self, x) -> tuple:
@@ -36,7 +35,7 @@ class TorchRuntime:
         with torch.inference_mode():
             if self.precision == "fp16":
                 return tuple(t.float() for t in as_outputs(self.module(x.half())))
-            if self._autocast:
+            if self.precision == "bf16":
                 with torch.autocast(self._device_type, dtype=torch.bfloat16):
                     return tuple(t.float() for t in as_outputs(self.module(x)))
             return tuple(t.float() for t in as_outputs(self.module(x)))
