@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,7 @@ def weights_home(tmp_path_factory):
         home = tmp_path_factory.mktemp("weights_home")
         mp.setenv("POSEAPP_HOME", str(home))
         yield home
+    shutil.rmtree(home, ignore_errors=True)  # a module's exports are ~100 MB each: not kept for the whole run
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,9 @@ def make_checkpoint(tmp_path_factory):
             cmd = [sys.executable, str(PARITY / "make_checkpoint.py"), str(manifest), str(out)]
             if numpy_meta:
                 cmd.append("--numpy-meta")
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:  # say why (a full disk, a changed numpy stream), not just the exit status
+                raise RuntimeError(f"{' '.join(cmd)} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
             cache[key] = out
         return cache[key]
 
@@ -224,3 +228,4 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
