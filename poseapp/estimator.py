@@ -191,14 +191,18 @@ class TopDownEstimator:
         _check_inputs(images, boxes)
         crops = make_crops(images, boxes, self.recipe)
         counts = [len(np.asarray(b).reshape(-1, 4)) for b in boxes]
-        if not len(crops.pixels):
-            k = self.keypoint_set.num_keypoints
-            return [(np.zeros((0, k, 2), np.float64), np.zeros((0, k), np.float64)) for _ in counts]
-        keypoints, scores = self.decode(self.forward(crops.pixels))
-        keypoints = self.warp.to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
-        keypoints, scores = keypoints.astype(np.float64), scores.astype(np.float64)  # one dtype, whatever the codec
+        keypoints, scores = self.keypoints_of(crops)
         splits = np.cumsum(counts)[:-1]
         return list(zip(np.split(keypoints, splits), np.split(scores, splits)))
+
+    def keypoints_of(self, crops: Crops) -> tuple[np.ndarray, np.ndarray]:
+        """Crops (of any images) -> keypoints (M, K, 2) float64 image pixels and scores (M, K) float64."""
+        if not len(crops.pixels):
+            k = self.keypoint_set.num_keypoints
+            return np.zeros((0, k, 2), np.float64), np.zeros((0, k), np.float64)
+        keypoints, scores = self.decode(self.forward(crops.pixels))
+        keypoints = self.warp.to_image(keypoints, crops.centers, crops.scales, self.recipe.input_size)
+        return keypoints.astype(np.float64), scores.astype(np.float64)  # one dtype, whatever the codec
 
 
 def _check_inputs(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> None:

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from poseapp.boxes.yolo import DEFAULT_DETECTOR
+from poseapp.engine.tracking import DEFAULT_TRACK_BUFFER
 from poseapp.errors import PoseAppError, arg, render
+from poseapp.pipeline import DEFAULT_MAX_LATENCY
 from poseapp.sources import DEFAULT_MAX_PIXELS, DEFAULT_STREAM_TIMEOUT
 
 if TYPE_CHECKING:
     from poseapp.boxes import Detector
-    from poseapp.pipeline import Pipeline
+    from poseapp.pipeline import Pipeline, VideoOptions
     from poseapp.sinks import Window
     from poseapp.sources import Source
     from poseapp.zoo import Recipe
@@ -72,11 +74,24 @@ class PredictOptions:
     exist_ok: bool = False
     save_media: bool = True  # annotated images / video
     save_json: bool = False  # keypoints: predictions.json for images, <stem>.jsonl for a video or stream
+    save_csv: bool = False  # a row per frame and instance: predictions.csv or <stem>.csv
     show: bool = False
     kpt_thr: float = 0.3
     radius: int | None = None
     thickness: int | None = None
     draw_bbox: bool = False
+    color_by: str | None = None  # keypoint or track; None: track when tracking
+    det_every: int = 1  # the detector on every Nth frame; between, boxes from the keypoints before
+    track: bool | None = None  # track IDs; None: for videos and streams (and whenever smoothing)
+    track_buffer: int = DEFAULT_TRACK_BUFFER  # frames a lost instance keeps its ID
+    smooth: str = "none"  # none, one-euro, savgol (poseapp.engine.smoothing)
+    smooth_min_cutoff: float = 1.0  # One-Euro: Hz
+    smooth_beta: float = 0.05  # One-Euro: per pixel/s
+    smooth_d_cutoff: float = 1.0  # One-Euro: Hz, for the speed
+    smooth_window: int = 9  # Savitzky-Golay: odd, frames
+    smooth_order: int = 2  # Savitzky-Golay: polynomial order
+    max_latency: float = DEFAULT_MAX_LATENCY * 1000  # milliseconds a live frame may wait to share its batch
+    stream_buffer: bool = False  # keep up to 30 live frames when the engine falls behind (default: the newest)
     recursive: bool = False
     vid_stride: int = 1
     max_frames: int | None = None
@@ -92,9 +107,14 @@ class PredictOptions:
             object.__setattr__(self, "det_classes", [w.strip() for w in self.det_classes.split(",") if w.strip()])
         if isinstance(self.trust_checkpoint, (str, Path)):
             object.__setattr__(self, "trust_checkpoint", (self.trust_checkpoint,))
+        from poseapp.drawing import COLOR_BY
+        from poseapp.engine.smoothing import SMOOTHERS
         from poseapp.runtimes.base import BACKENDS, PRECISIONS, check_choice
 
         object.__setattr__(self, "backend", check_choice(self.backend, BACKENDS, "backend"))
+        object.__setattr__(self, "smooth", check_choice(self.smooth, SMOOTHERS, "smooth"))
+        if self.color_by is not None:
+            object.__setattr__(self, "color_by", check_choice(self.color_by, COLOR_BY, "color_by"))
         if self.precision is not None:
             object.__setattr__(self, "precision", check_choice(self.precision, PRECISIONS, "precision"))
         for name, low, high in _FLOAT_RANGES:
@@ -106,16 +126,31 @@ class PredictOptions:
         if not 0 < self.stream_timeout <= 86400:
             raise PoseAppError(f"{arg('stream_timeout')} must be more than 0 and at most 86400 seconds "
                                f"(got {self.stream_timeout!r})")
+        if self.smooth_window % 2 == 0:
+            raise PoseAppError(f"{arg('smooth_window')} must be odd (got {self.smooth_window}): the window is "
+                               "centred on its frame")
+        if self.smooth_order >= self.smooth_window:
+            raise PoseAppError(f"{arg('smooth_order')} must be below {arg('smooth_window')} ({self.smooth_window}); "
+                               f"got {self.smooth_order}")
+        if self.smooth != "none" and self.track is False:
+            raise PoseAppError(f"{arg('smooth')} {self.smooth} smooths each track's keypoints, so it needs track IDs, "
+                               f"but tracking is off ({arg('no_track')}): drop one of the two")
+        if self.color_by == "track" and self.track is False:
+            raise PoseAppError(f"{arg('color_by')} track needs track IDs, but tracking is off ({arg('no_track')}): "
+                               "drop one of the two")
         out = Path(self.out_dir).expanduser()
         if out.exists() and not out.is_dir():
             raise PoseAppError(f"{arg('out_dir')} {out} is a file, not a folder: choose another {arg('out_dir')}")
 
 
 _FLOAT_RANGES = (("det_conf", 0.0, 1.0), ("det_iou", 0.0, 1.0), ("face_from_thr", 0.0, 1.0),
-                 ("kpt_thr", None, None), ("stream_timeout", None, None))
+                 ("kpt_thr", None, None), ("stream_timeout", None, None), ("smooth_min_cutoff", 1e-6, None),
+                 ("smooth_beta", 0.0, None), ("smooth_d_cutoff", 1e-6, None), ("max_latency", 0.0, 60000.0))
 _INT_RANGES = (("max_det", 1, None, False), ("img_size", 32, 4096, False), ("batch_size", 1, None, False),
                ("vid_stride", 1, None, False), ("max_frames", 1, None, True), ("max_pixels", 1, None, False),
-               ("radius", 1, None, True), ("thickness", 1, None, True), ("threads", 1, None, True))
+               ("radius", 1, None, True), ("thickness", 1, None, True), ("threads", 1, None, True),
+               ("det_every", 1, None, False), ("track_buffer", 1, None, False), ("smooth_window", 3, None, False),
+               ("smooth_order", 0, None, False))
 
 
 def _check_number(options: PredictOptions, name: str, kind: type, low: float | None, high: float | None) -> None:
@@ -146,6 +181,9 @@ class RunReport:
     instances: int = 0
     pose_time: float = 0.0
     det_time: float = 0.0
+    detector_frames: int = 0  # frames the detector ran on (fewer than frames with det_every > 1)
+    dropped: int = 0  # live frames dropped because the engine fell behind (stream_buffer keeps them)
+    tracks: int = 0  # distinct track IDs (0: not tracking)
     start: float = field(default_factory=time.perf_counter)
     stale: list[Path] = field(default_factory=list)  # temporary files of killed runs, removed
     failures: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line reason)
@@ -190,14 +228,14 @@ def run_predict(options: PredictOptions, report: RunReport | None = None, *,
     window = None
     try:
         window = _open_window(o)
-        if o.save_media or o.save_json:
+        if o.save_media or o.save_json or o.save_csv:
             from poseapp.sinks import next_run_dir
 
             report.out = next_run_dir(out_dir, exist_ok=o.exist_ok)
             if created is None and not o.exist_ok and report.out != out_dir:
                 created = report.out  # runs/predict2, beside an existing runs/predict
             report.stale = _check_run_dir(o, source, report.out)
-        pipeline = _build_pipeline(o, device, warn)
+        pipeline = _build_pipeline(o, device, warn, source)
         report.start = time.perf_counter()  # the run itself: the summary's speeds leave start-up out
         report.model = pipeline.estimator.recipe.name
         _stream(pipeline, source, window, o, report)
@@ -224,13 +262,32 @@ def _check_run_dir(o: PredictOptions, source: "Source", out: Path) -> list[Path]
     from poseapp.sinks import remove_stale_temps
 
     others = [Path(p) for p in (o.boxes_file, o.pose_model) if p and Path(p).is_file()]
-    planned = check_outputs_apart(source, out, media=o.save_media, keypoints=o.save_json, other_inputs=others)
+    planned = check_outputs_apart(source, out, media=o.save_media, keypoints=o.save_json, table=o.save_csv,
+                                  other_inputs=others)
     return remove_stale_temps(sorted({p.parent for p in planned} | {out}))
 
 
-def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None]) -> "Pipeline":
+def tracks(o: PredictOptions, source: "Source") -> bool:
+    """Whether a run of ``source`` tracks: as ``o.track`` says, else for videos and streams, and whenever
+    smoothing or colouring by track."""
+    if o.track is not None:
+        return o.track
+    return source.kind in ("video", "stream") or o.smooth != "none" or o.color_by == "track"
+
+
+def video_options(o: PredictOptions, source: "Source") -> "VideoOptions":
+    from poseapp.pipeline import VideoOptions
+
+    return VideoOptions(det_every=o.det_every, track=tracks(o, source), track_buffer=o.track_buffer, smooth=o.smooth,
+                        min_cutoff=o.smooth_min_cutoff, beta=o.smooth_beta, d_cutoff=o.smooth_d_cutoff,
+                        window=o.smooth_window, order=o.smooth_order, kpt_thr=o.kpt_thr,
+                        max_latency=o.max_latency / 1000, keep_all=o.stream_buffer)
+
+
+def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None], source: "Source") -> "Pipeline":
     """The pose model resolved once (recipe errors before any weights load), its boxes, then the weights."""
     import poseapp.create
+    from poseapp.boxes import BoxesFile, WholeFrameDetector
     from poseapp.pipeline import Pipeline
 
     try:
@@ -242,7 +299,16 @@ def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None])
                                                 flip_test=o.flip_test, offline=o.offline)
     except PoseAppError as e:
         raise e.renamed(_RENAMED)
-    return Pipeline(estimator, detector)
+    video = video_options(o, source)
+    if video.smooth == "savgol" and source.kind == "stream":
+        warn(f"{arg('smooth')} savgol holds each frame of a stream back {video.window // 2} frames (its window's "
+             f"centre): {arg('smooth')} one-euro smooths with no delay")
+    if video.det_every > 1 and isinstance(detector, (WholeFrameDetector, BoxesFile)):
+        warn(f"{arg('det_every')} {video.det_every} is ignored: the boxes come from "
+             f"{arg('boxes_file') if isinstance(detector, BoxesFile) else 'the whole frame'} at no cost, so every "
+             f"frame takes its own")
+        video = replace(video, det_every=1)
+    return Pipeline(estimator, detector, video)
 
 
 def detector_for(o: PredictOptions, recipe: "Recipe", device: str) -> "Detector":
@@ -253,10 +319,9 @@ def detector_for(o: PredictOptions, recipe: "Recipe", device: str) -> "Detector"
     try:
         return create_detector(
             recipe, det_model=o.det_model, classes=o.det_classes, boxes_file=o.boxes_file, face_from=o.face_from,
-            face_from_arch=o.face_from_arch, face_from_thr=o.face_from_thr, conf=o.det_conf, iou=o.det_iou,
-            max_det=o.max_det, imgsz=o.img_size, device=device, half=o.half, batch_size=o.batch_size,
-            flip_test=o.flip_test,
-            trusted=tuple(o.trust_checkpoint), offline=o.offline)
+            face_from_arch=o.face_from_arch, face_from_thr=o.face_from_thr, conf=o.det_conf,
+            iou=o.det_iou, max_det=o.max_det, imgsz=o.img_size, device=device, half=o.half, batch_size=o.batch_size,
+            flip_test=o.flip_test, trusted=tuple(o.trust_checkpoint), offline=o.offline)
     except PoseAppError as e:
         raise e.renamed(_RENAMED)
 
@@ -275,7 +340,7 @@ def _check_kpt_thr(thr: float, recipe: "Recipe", warn: Callable[[str], None]) ->
 def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: PredictOptions,
             report: RunReport) -> None:
     """Every frame through the pipeline into the writers and the window, counted into ``report``."""
-    from contextlib import ExitStack
+    from contextlib import ExitStack, closing
 
     from tqdm import tqdm
 
@@ -288,23 +353,33 @@ def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: 
             stack.enter_context(window)
         stack.enter_context(source)
         outputs = stack.enter_context(open_outputs(source, report.out, media=o.save_media, keypoints=o.save_json,
-                                                   meta=meta))
+                                                   table=o.save_csv, meta=meta))
         single = source.kind == "image" and (source.expected_frames or 0) <= 1
         bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=single,
                                        dynamic_ncols=True, leave=False))
-        for result in pipeline(source):
-            report.frames += 1
-            report.instances += len(result)
-            report.pose_time += result.timings.get("pose", 0.0)
-            report.det_time += result.timings.get("detect", 0.0)
-            annotated = None
-            if outputs.needs_image or window is not None:
-                annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
-                                 thickness=o.thickness, draw_bbox=o.draw_bbox)
-            outputs.write(result, annotated)
-            bar.update(1)
-            if window is not None and not window.show(annotated):
-                break
+        results = stack.enter_context(closing(pipeline(source)))  # its threads stop before the source closes
+        seen: set[int] = set()
+        try:
+            for result in results:
+                report.frames += 1
+                report.instances += len(result)
+                report.pose_time += result.timings.get("pose", 0.0)
+                report.det_time += result.timings.get("detect", 0.0)
+                if result.track_ids is not None:
+                    seen.update(result.track_ids[result.track_ids >= 0].tolist())
+                    report.tracks = len(seen)
+                annotated = None
+                if outputs.needs_image or window is not None:
+                    annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
+                                     thickness=o.thickness, draw_bbox=o.draw_bbox, color_by=o.color_by)
+                outputs.write(result, annotated)
+                bar.update(1)
+                if window is not None and not window.show(annotated):
+                    break
+        finally:
+            results.close()  # the engine's threads end here, so what they counted is final
+            report.detector_frames = pipeline.stats.detector_frames
+            report.dropped = pipeline.stats.dropped
 
 
 def _abandon(source: "Source", window: "Window | None", created: Path | None) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from poseapp.errors import OutputError, arg
-from poseapp.sinks import (ImageWriter, JsonlWriter, JsonWriter, Sink, VideoWriter, image_output_name,
+from poseapp.sinks import (CsvWriter, ImageWriter, JsonlWriter, JsonWriter, Sink, VideoWriter, image_output_name,
                            video_output_name)
 
 if TYPE_CHECKING:
@@ -55,11 +55,12 @@ class Outputs:
 
 
 def open_outputs(source: "Source", out: Path | None, *, media: bool = True, keypoints: bool = False,
-                 meta: dict[str, Any] | None = None) -> Outputs:
+                 table: bool = False, meta: dict[str, Any] | None = None) -> Outputs:
     """The writers a run of ``source`` into the folder ``out`` needs: annotated media (``media``: images
-    under their names, or ``<stem>.mp4`` at the source's rate, fps / stride) and the keypoint file
+    under their names, or ``<stem>.mp4`` at the source's rate, fps / stride), the keypoint file
     (``keypoints``: ``predictions.json`` or ``<stem>.jsonl``, see :func:`keypoints_output_name`), with
-    ``meta`` in its header. ``out`` None: no writer."""
+    ``meta`` in its header, and the CSV table (``table``: ``predictions.csv`` or ``<stem>.csv``). ``out``
+    None: no writer."""
     sinks: list[Sink] = []
     stack = ExitStack()
     with ExitStack() as opening:  # a writer that fails to open closes the ones opened before it
@@ -74,6 +75,8 @@ def open_outputs(source: "Source", out: Path | None, *, media: bool = True, keyp
             if keypoints:
                 writer = JsonWriter if source.kind == "image" else JsonlWriter
                 sinks.append(stack.enter_context(writer(out / keypoints_output_name(source), meta)))
+            if table:
+                sinks.append(stack.enter_context(CsvWriter(out / table_output_name(source))))
         opening.pop_all()
     return Outputs(sinks, stack)
 
@@ -82,9 +85,15 @@ def keypoints_output_name(source) -> str:
     return "predictions.json" if source.kind == "image" else f"{source.stem}.jsonl"
 
 
-def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = True) -> list[Path]:
-    """Every file a run of ``source`` may write into ``out``: annotated media (``media``) and the keypoint
-    file (``keypoints``)."""
+def table_output_name(source) -> str:
+    """The CSV file of a run: ``predictions.csv`` for images, ``<stem>.csv`` for a video or stream."""
+    return "predictions.csv" if source.kind == "image" else f"{source.stem}.csv"
+
+
+def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = True,
+                    table: bool = False) -> list[Path]:
+    """Every file a run of ``source`` may write into ``out``: annotated media (``media``), the keypoint
+    file (``keypoints``) and the CSV table (``table``)."""
     out = Path(out)
     if not media:
         files = []
@@ -92,7 +101,8 @@ def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = 
         files = [out / image_output_name(Path(p), source.root) for p in getattr(source, "paths", [])]
     else:
         files = [out / video_output_name(source.stem)]
-    return [*files, *([out / keypoints_output_name(source)] if keypoints else [])]
+    return [*files, *([out / keypoints_output_name(source)] if keypoints else []),
+            *([out / table_output_name(source)] if table else [])]
 
 
 def _real(path: Path | str) -> Path:
@@ -128,7 +138,7 @@ def _glob_reaches(pattern: str, path: Path) -> bool:
     return len(tail) == len(rest) and all(fnmatch.fnmatchcase(t, p) for t, p in zip(tail, rest))
 
 
-def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: bool = True,
+def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: bool = True, table: bool = False,
                         other_inputs: Iterable[Path] = (), flag: str = arg("out_dir")) -> list[Path]:
     """Raise OutputError when writing ``source``'s outputs into ``out`` would overwrite one of its input
     files (or one of ``other_inputs``, such as a --boxes file), or put them where the source would read
@@ -139,7 +149,7 @@ def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: boo
         raise OutputError(f"{flag} {out} lies inside '{walks}', which {arg('recursive')} walks: the outputs would be "
                           f"read as inputs next time; choose an {flag} outside '{walks}'")
     inputs = [*source.input_files(), *(Path(p) for p in other_inputs)]
-    planned = planned_outputs(source, out, media=media, keypoints=keypoints)
+    planned = planned_outputs(source, out, media=media, keypoints=keypoints, table=table)
     for path in planned:
         for original in inputs:
             if same_file(path, original):

@@ -65,20 +65,34 @@ class Detections:
 
 @dataclass(frozen=True)
 class Instance:
-    """One instance of a FrameResult (a person, an animal, a garment...)."""
+    """One instance of a FrameResult (a person, an animal, a garment...).
+
+    ``keypoints`` is what is drawn and written (smoothed when smoothing is on), ``keypoints_raw`` the model's
+    own; ``track_id`` is None when the run does not track, or the instance has no confirmed track yet.
+    """
 
     box: np.ndarray  # (4,) xyxy
     box_score: float
     keypoints: np.ndarray  # (K, 2)
     scores: np.ndarray  # (K,)
+    track_id: int | None = None
+    keypoints_raw: np.ndarray | None = None  # (K, 2); None: the same as keypoints (no smoothing)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "bbox": [round(float(v), 3) for v in self.box],
-            "bbox_score": round(float(self.box_score), 5),
-            "keypoints": [[round(float(x), 4), round(float(y), 4)] for x, y in self.keypoints],
-            "keypoint_scores": [round(float(s), 5) for s in self.scores],
-        }
+        d: dict[str, Any] = {}
+        if self.track_id is not None:
+            d["track_id"] = self.track_id
+        d["bbox"] = [round(float(v), 3) for v in self.box]
+        d["bbox_score"] = round(float(self.box_score), 5)
+        d["keypoints"] = _points(self.keypoints)
+        if self.keypoints_raw is not None:
+            d["keypoints_raw"] = _points(self.keypoints_raw)
+        d["keypoint_scores"] = [round(float(s), 5) for s in self.scores]
+        return d
+
+
+def _points(keypoints: np.ndarray) -> list[list[float]]:
+    return [[round(float(x), 4), round(float(y), 4)] for x, y in keypoints]
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,8 @@ class Poses:
         keypoints: (N, K, 2) float64 image pixels.
         scores: (N, K) float64 keypoint confidences.
         keypoint_set: the layout the K keypoints follow.
+        track_ids: (N,) int64 track IDs (-1: no confirmed track yet), or None when the run does not track.
+        keypoints_raw: (N, K, 2) the model's keypoints when ``keypoints`` are smoothed, else None.
     """
 
     boxes: np.ndarray
@@ -98,21 +114,30 @@ class Poses:
     keypoints: np.ndarray
     scores: np.ndarray
     keypoint_set: KeypointSet
+    track_ids: np.ndarray | None = None
+    keypoints_raw: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def instance(self, i: int) -> Instance:
+        track = None if self.track_ids is None or self.track_ids[i] < 0 else int(self.track_ids[i])
+        raw = None if self.keypoints_raw is None else self.keypoints_raw[i]
+        return Instance(self.boxes[i], float(self.box_scores[i]), self.keypoints[i], self.scores[i], track, raw)
 
 
 @dataclass(frozen=True)
 class FrameResult:
     """What the pipeline yields per frame: the frame and the poses found in it.
 
-    ``result[i]`` is the i-th Instance; ``len(result)`` the number of instances.
+    ``result[i]`` is the i-th Instance; ``len(result)`` the number of instances. ``detected`` is False where
+    the detector did not run on the frame (``--det-every``: the boxes came from the frame before).
     """
 
     frame: Frame
     poses: Poses
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    detected: bool = True
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -121,7 +146,7 @@ class FrameResult:
         p = self.poses
         if not -len(p) <= i < len(p):
             raise IndexError(f"instance {i} out of range ({len(p)} instances)")
-        return Instance(p.boxes[i], float(p.box_scores[i]), p.keypoints[i], p.scores[i])
+        return p.instance(i)
 
     def __iter__(self) -> Iterator[Instance]:
         return (self[i] for i in range(len(self)))
@@ -140,6 +165,11 @@ class FrameResult:
     def boxes(self) -> np.ndarray:
         """(N, 4) xyxy."""
         return self.poses.boxes
+
+    @property
+    def track_ids(self) -> np.ndarray | None:
+        """(N,) int64 track IDs (-1: not confirmed yet), None when the run does not track."""
+        return self.poses.track_ids
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: the frame's identity and one entry per instance."""

@@ -115,9 +115,9 @@ def yolo_checkpoints(tmp_path_factory) -> dict[str, Path]:
     the default --det-conf; 1e-4 gives boxes."""
     import torch
 
-    from poseapp.boxes.yolo import _import_yolo
+    from poseapp.boxes.yolo import import_yolo
 
-    yolo = _import_yolo()  # ultralytics offline and quiet
+    yolo = import_yolo()  # ultralytics offline and quiet
     folder = tmp_path_factory.mktemp("yolo")
     paths = {}
     for name in ("yolov8n", "yolo11n"):
@@ -228,4 +228,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-

@@ -583,10 +583,10 @@ def b_glob_chars(name, sibling):
 def b_ctrl_c(t):
     import poseapp.estimator
 
-    def interrupt(self, images, boxes):
+    def interrupt(self, crops):  # in the engine's pose thread: the interrupt must still reach the command
         raise KeyboardInterrupt
 
-    t.mp.setattr(poseapp.estimator.TopDownEstimator, "__call__", interrupt)
+    t.mp.setattr(poseapp.estimator.TopDownEstimator, "keypoints_of", interrupt)
     return ["--source", t.photos(), *t.pose(), "--json", *t.o()]
 
 

@@ -468,11 +468,11 @@ def test_ultralytics_own_restricted_loading_is_on(monkeypatch):
     a checkpoint itself, that is weights-only, and a yaml's activation is not evaluated."""
     from ultralytics.nn import tasks
 
-    from poseapp.boxes.yolo import _import_yolo
+    from poseapp.boxes.yolo import import_yolo
 
     monkeypatch.setenv("ULTRALYTICS_SAFE_LOAD", "0")
     monkeypatch.setattr(tasks, "SAFE_LOAD", False)  # as if ultralytics had been imported before poseapp
-    _import_yolo()
+    import_yolo()
     assert tasks.SAFE_LOAD is True and tasks._SafeLoad.restricted()
     with pytest.raises(TypeError, match="unsupported activation"):
         tasks._SafeLoad.activation("__import__('os').system('true')")

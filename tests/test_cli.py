@@ -590,6 +590,40 @@ def test_http_stream_and_image_url(tmp_path, file_server, random_checkpoint):
     assert sorted(p.name for p in (tmp_path / "i").iterdir()) == ["cat.png", "predictions.json"]
 
 
+def test_det_every_is_ignored_where_boxes_cost_nothing(tmp_path, random_checkpoint):
+    """--det-every keeps boxes from the frame before only for a detector that costs something: whole-frame
+    boxes are the frame's own, every frame, with a warning naming the flag."""
+    arch = "mobilenetv2-rle_coco-256x192"
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
+    for i in range(6):
+        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
+    writer.release()
+    result = cli("--source", clip, "--pose-model", random_checkpoint(arch), "--pose-arch", arch, "--no-flip",
+                 "--det-model", "none", "--det-every", 3, "--json", "--no-save", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "warning: --det-every 3 is ignored: the boxes come from the whole frame at no cost" in result.output
+    _, frames = jsonl(tmp_path / "o" / "clip.jsonl")
+    assert [f["instances"][0]["bbox"] for f in frames] == [[0, 0, 64, 48]] * 6
+
+
+def test_savgol_on_a_stream_says_it_delays_and_every_frame_comes_through(tmp_path, file_server, random_checkpoint):
+    arch = "mobilenetv2-rle_coco-256x192"
+    clip = tmp_path / "cam.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
+    for i in range(12):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    file_server.files["/live/cam.mp4"] = clip.read_bytes()
+    result = cli("--source", f"{file_server.base}/live/cam.mp4", "--pose-model", random_checkpoint(arch),
+                 "--pose-arch", arch, "--no-flip", "--det-model", "none", "--smooth", "savgol", "--json", "--no-save",
+                 "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert "warning: --smooth savgol holds each frame of a stream back 4 frames" in result.output
+    _, frames = jsonl(tmp_path / "s" / "cam.jsonl")
+    assert [f["frame"] for f in frames] == list(range(12))  # an http(s) stream is not live: nothing dropped
+
+
 def test_dead_stream_is_one_line(tmp_path, no_model_load):
     import socket
 

@@ -173,6 +173,8 @@ def readme_world(tmp_path, monkeypatch, make_checkpoint, capsys):
         copies[f"val/{image.name}"] = copies[f"val2017/{image.name}"] = image
     for image in sorted(mpii.glob("*.jpg")):
         copies[f"images/{image.name}"] = image
+    for image in sorted((DATA / "posetrack18" / "videos" / "000001_mpiinew_test").glob("*.jpg")):
+        copies[f"frames/{image.name}"] = image  # a clip's frames
     for name, source in copies.items():
         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, scratch / name)
@@ -262,7 +264,7 @@ def test_every_readme_example_runs(readme_world, capsys):
     assert cv2.imread("runs/predict/astronaut.jpg").shape == cv2.imread("assets/astronaut.jpg").shape
     ran = [c for b in blocks if b.lang == "sh" and b.ci is None for _, c in commands(b)
            if not any(t in c for t in b.skips)]
-    assert len(ran) >= 15 and len(report) == 4, report
+    assert len(ran) >= 15 and len(report) == 5, report
     saved = [json.loads(p.read_text())["images"] for p in sorted(Path("runs").glob("predict*/predictions.json"))]
     (photos,) = [records for records in saved if len(records) == 2]  # --source photos/ --json
     assert all(r["instances"] for r in photos)  # the trained detector found the people, the pose model ran

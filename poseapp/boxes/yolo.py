@@ -32,7 +32,7 @@ _ULTRALYTICS_ENV = {
 }
 
 
-def _import_yolo() -> Any:
+def import_yolo() -> Any:
     """``ultralytics.YOLO``, imported with ``_ULTRALYTICS_ENV`` applied (user-set values win) and ultralytics'
     own restricted loading switched on (``ULTRALYTICS_SAFE_LOAD``, whatever the user set): poseapp never lets
     ultralytics open a checkpoint by itself, and should some path of ultralytics' open one all the same, it is
@@ -52,7 +52,7 @@ def _import_yolo() -> Any:
 
 def _known_asset_names() -> frozenset[str]:
     """Model names ultralytics can fetch by itself (``yolo11n.pt``, ``yolov8s.pt``...)."""
-    _import_yolo()  # applies _ULTRALYTICS_ENV first
+    import_yolo()  # applies _ULTRALYTICS_ENV first
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
     return frozenset(GITHUB_ASSETS_NAMES)
@@ -78,7 +78,7 @@ def _release_url(name: str) -> str:
     """The GitHub release URL ultralytics downloads the asset ``name`` from."""
     import inspect
 
-    _import_yolo()  # applies _ULTRALYTICS_ENV first
+    import_yolo()  # applies _ULTRALYTICS_ENV first
     from ultralytics.utils.downloads import GITHUB_ASSETS_REPO, attempt_download_asset
 
     release = inspect.signature(attempt_download_asset).parameters["release"].default
@@ -201,7 +201,7 @@ class YoloDetector:
             else:
                 log.warning("--trust-checkpoint %s is not the detector this run loads (%s): it changes nothing "
                             "(pose checkpoints always load weights-only)", other, self.path)
-        yolo_cls = _import_yolo()
+        yolo_cls = import_yolo()
         self._kwargs: dict[str, Any] = dict(
             conf=0.25 if conf is None else conf,
             iou=0.7 if iou is None else iou,

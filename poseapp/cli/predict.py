@@ -12,6 +12,10 @@ from poseapp.boxes.yolo import DEFAULT_DETECTOR
 from poseapp.cli.common import Finite, configure_logging, fail, offline_from_env, option_flags, warn
 from poseapp.errors import render
 from poseapp.job import DEFAULT_POSE_MODEL
+from poseapp.drawing import COLOR_BY
+from poseapp.engine.smoothing import SMOOTHERS
+from poseapp.engine.tracking import DEFAULT_TRACK_BUFFER
+from poseapp.pipeline import DEFAULT_MAX_LATENCY
 from poseapp.runtimes.base import BACKENDS, PRECISION_CHOICES
 
 if TYPE_CHECKING:
@@ -110,6 +114,8 @@ class PredictCommand(click.Command):
               help="Output folder (runs/predict, runs/predict2, ... unless --exist-ok).")
 @click.option("--exist-ok", is_flag=True, help="Write into --out even if it exists.")
 @click.option("--json", "save_json", is_flag=True, help="Save keypoints (JSON for images, JSON Lines for videos).")
+@click.option("--csv", "save_csv", is_flag=True, help="Save a CSV table: a row per frame and instance (frame, time, "
+              "track_id, box, x/y/score per keypoint).")
 @click.option("--no-save", is_flag=True, help="Do not save annotated images/videos (use with --json).")
 @click.option("--show", is_flag=True, help="Show results in a window (needs a display); q quits.")
 @click.option("--kpt-thr", default=0.3, show_default=True, type=Finite(), help="Draw keypoints scoring at least this.")
@@ -117,11 +123,43 @@ class PredictCommand(click.Command):
 @click.option("--thickness", default=None, type=click.IntRange(1),
               help="Link thickness in pixels (default: by image size).")
 @click.option("--draw-bbox", is_flag=True, help="Draw the boxes too.")
+@click.option("--color-by", default=None, type=click.Choice(COLOR_BY, case_sensitive=False),
+              show_default="track when tracking, else keypoint",
+              help="Colour each instance by its track ID (the ID written by it), or each keypoint and link by "
+                   "the keypoint set's colours.")
+@click.option("--det-every", default=1, show_default=True, type=click.IntRange(1), metavar="N",
+              help="Run the detector on every Nth frame; between, each instance's box comes from its keypoints "
+                   "in the frame before (the detector runs early when one is lost).")
+@click.option("--track/--no-track", default=None, show_default="on for videos and streams",
+              help="Give each instance a track ID that stays with it across frames (ByteTrack with keypoints).")
+@click.option("--track-buffer", default=DEFAULT_TRACK_BUFFER, show_default=True, type=click.IntRange(1),
+              metavar="FRAMES",
+              help="Frames a lost instance keeps its ID (it gets it back if it returns near where it left).")
+@click.option("--smooth", default="none", show_default=True, type=click.Choice(SMOOTHERS, case_sensitive=False),
+              help="Smooth each track's keypoints: one-euro (online, no delay) or savgol (a centred window, "
+                   "--smooth-window // 2 frames of delay). The JSON keeps the model's in keypoints_raw.")
+@click.option("--smooth-min-cutoff", default=1.0, show_default=True, type=Finite(0, min_open=True), metavar="HZ",
+              help="One-Euro: the cutoff of a still keypoint (lower: smoother).")
+@click.option("--smooth-beta", default=0.05, show_default=True, type=Finite(0), metavar="PER_PX_S",
+              help="One-Euro: how fast the cutoff rises with speed (higher: less lag when moving).")
+@click.option("--smooth-d-cutoff", default=1.0, show_default=True, type=Finite(0, min_open=True), metavar="HZ",
+              help="One-Euro: the cutoff of the speed estimate.")
+@click.option("--smooth-window", default=9, show_default=True, type=click.IntRange(3), metavar="FRAMES",
+              help="Savitzky-Golay: the window (odd).")
+@click.option("--smooth-order", default=2, show_default=True, type=click.IntRange(0),
+              help="Savitzky-Golay: the polynomial order (below the window).")
 @click.option("--recursive", is_flag=True, help="Search folders recursively.")
 @click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(1), help="Use every Nth video frame.")
 @click.option("--max-frames", default=None, type=click.IntRange(1), help="Stop after N frames.")
 @click.option("--max-pixels", default=16384 * 16384, show_default=True, type=click.IntRange(1),
               help="Skip images with more pixels (read from the header, before decoding): decompression bombs.")
+@click.option("--max-latency", default=DEFAULT_MAX_LATENCY * 1000, show_default=True, type=Finite(0, 60000),
+              metavar="MS",
+              help="Live sources: how long a frame may wait for later frames to share its forward pass "
+              "(0: it runs with the frames already waiting).")
+@click.option("--stream-buffer", is_flag=True, help="Live sources: keep up to 30 frames waiting when the engine "
+              "falls behind, then the reader waits (default: only the newest waits, the others are dropped and "
+              "counted).")
 @click.option("--stream-timeout", default=10.0, show_default=True, type=Finite(0, 86400, min_open=True),
               help="Seconds a URL may take to answer, and a stream between two frames, before it is given up.")
 @click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1): weights must be in the cache; "
@@ -174,15 +212,20 @@ def predict_options(opts: dict[str, Any]) -> "PredictOptions":
         half=opts["half"], backend=opts["backend"], precision=opts["precision"], threads=opts["threads"],
         batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
         out_dir=opts["out_dir"], exist_ok=opts["exist_ok"], save_media=not opts["no_save"],
-        save_json=opts["save_json"], show=opts["show"], kpt_thr=opts["kpt_thr"], radius=opts["radius"],
-        thickness=opts["thickness"], draw_bbox=opts["draw_bbox"], recursive=opts["recursive"],
+        save_json=opts["save_json"], save_csv=opts["save_csv"], show=opts["show"], kpt_thr=opts["kpt_thr"],
+        radius=opts["radius"], thickness=opts["thickness"], draw_bbox=opts["draw_bbox"], color_by=opts["color_by"],
+        det_every=opts["det_every"], track=opts["track"], track_buffer=opts["track_buffer"], smooth=opts["smooth"],
+        smooth_min_cutoff=opts["smooth_min_cutoff"], smooth_beta=opts["smooth_beta"],
+        smooth_d_cutoff=opts["smooth_d_cutoff"], smooth_window=opts["smooth_window"],
+        smooth_order=opts["smooth_order"], max_latency=opts["max_latency"], stream_buffer=opts["stream_buffer"],
+        recursive=opts["recursive"],
         vid_stride=opts["vid_stride"], max_frames=opts["max_frames"], max_pixels=opts["max_pixels"],
         stream_timeout=opts["stream_timeout"], offline=opts["offline"] or offline_from_env())
 
 
 def _flags() -> dict[str, str]:
     """Each PredictOptions field an error may name -> the flag that sets it (``--boxes`` for boxes_file)."""
-    return {**option_flags(predict), "flip_test": "--no-flip", "save_media": "--no-save"}
+    return {**option_flags(predict), "flip_test": "--no-flip", "save_media": "--no-save", "no_track": "--no-track"}
 
 
 class Terminated(BaseException):
@@ -228,10 +271,19 @@ def _summary(report: "RunReport", opts: dict[str, Any]) -> None:
     click.echo(f"{report.source} ({report.kind}) with {report.model}: {frames} frame(s), {people} instance(s) in "
                f"{elapsed:.1f}s ({frames / elapsed if elapsed else 0:.2f} frames/s; detector {det_ms:.0f} ms/frame, "
                f"pose {crops_per_s:.1f} crops/s)", err=True)
+    video = []
+    if report.detector_frames and report.detector_frames < frames:
+        video.append(f"detector on {report.detector_frames} of {frames} frames")
+    if report.tracks:
+        video.append(f"{report.tracks} track(s)")
+    if report.dropped:
+        video.append(f"{report.dropped} live frame(s) dropped to keep up (--stream-buffer keeps them)")
+    if video:
+        click.echo("; ".join(video), err=True)
     if report.out is not None:
         click.echo(f"results saved to {report.out}" if report.saved else "nothing saved", err=True)
     elif frames:
-        warn("--no-save without --json saved nothing (add --json to keep the keypoints)")
+        warn("--no-save without --json or --csv saved nothing (add --json to keep the keypoints)")
     if report.stale:
         click.echo(f"removed {len(report.stale)} temporary file(s) a killed earlier run left in {report.out}: "
                    f"{', '.join(p.name for p in report.stale[:5])}", err=True)

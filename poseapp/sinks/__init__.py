@@ -8,7 +8,8 @@ has, so nothing written so far is lost, and no half-written file ever carries it
 - ``files``: temporary names, the one atomic write, the run folder (``runs/predict2``...), stale temps.
 - ``images``: :class:`ImageWriter`, annotated images under their sources' names.
 - ``video``: :class:`VideoWriter`, an annotated ``<stem>.mp4`` at the source's size and rate.
-- ``keypoint_files``: :class:`JsonWriter` (one document for images), :class:`JsonlWriter` (a line a frame).
+- ``keypoint_files``: :class:`JsonWriter` (one document for images), :class:`JsonlWriter` (a line a frame),
+  :class:`CsvWriter` (a row per frame and instance).
 - ``window``: :class:`Window`, the ``--show`` preview.
 
 ``poseapp.outputs.open_outputs`` picks the writers a source's run needs.
@@ -22,7 +23,7 @@ import numpy as np
 from poseapp.results import FrameResult
 from poseapp.sinks.files import atomic_write, next_run_dir, remove_stale_temps
 from poseapp.sinks.images import ImageWriter, image_output_name
-from poseapp.sinks.keypoint_files import JsonlWriter, JsonWriter
+from poseapp.sinks.keypoint_files import CsvWriter, JsonlWriter, JsonWriter
 from poseapp.sinks.video import DEFAULT_FPS, VideoWriter, video_output_name
 from poseapp.sinks.window import Window
 
@@ -42,5 +43,5 @@ class Sink(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-__all__ = ["DEFAULT_FPS", "ImageWriter", "JsonWriter", "JsonlWriter", "Sink", "VideoWriter", "Window", "atomic_write",
-           "image_output_name", "next_run_dir", "remove_stale_temps", "video_output_name"]
+__all__ = ["DEFAULT_FPS", "CsvWriter", "ImageWriter", "JsonWriter", "JsonlWriter", "Sink", "VideoWriter", "Window",
+           "atomic_write", "image_output_name", "next_run_dir", "remove_stale_temps", "video_output_name"]

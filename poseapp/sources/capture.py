@@ -153,10 +153,22 @@ class VideoSource(_CaptureSource):
             self.close()
 
 
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
+"""URL schemes of live streams (see is_live)."""
+
+
+def is_live(target: str | int) -> bool:
+    """Whether a stream is live: a webcam index or a URL of LIVE_SCHEMES. Its frames come at the camera's
+    pace, and a late one is worth less than the next (the engine keeps the newest when it falls behind); an
+    http(s) URL is usually a file or a playlist read as fast as it downloads, where a dropped frame is lost."""
+    return isinstance(target, int) or str(target).split(":", 1)[0].lower() in LIVE_SCHEMES
+
+
 class StreamSource(_CaptureSource):
     """A webcam or a stream URL.
 
-    Frame.timestamp is seconds from the first frame: the stream's own clock (its presentation times)
+    ``live`` (a webcam, rtsp/rtmp/udp/srt...; not http(s)) tells the engine to keep the newest frame when it
+    falls behind. Frame.timestamp is seconds from the first frame: the stream's own clock (its presentation times)
     when its positions advance from the first frame to the second, else the monotonic clock; the clock
     chosen then stays. A URL stream that does not answer, or stops delivering
     frames, for ``timeout`` seconds ends with one line (``--stream-timeout``).
@@ -167,6 +179,7 @@ class StreamSource(_CaptureSource):
     def __init__(self, target: str | int, *, vid_stride: int = 1, max_frames: int | None = None,
                  timeout: float = DEFAULT_STREAM_TIMEOUT) -> None:
         name = f"webcam:{target}" if isinstance(target, int) else target
+        self.live = is_live(target)
         super().__init__(str(target), target, name, vid_stride=vid_stride, max_frames=max_frames,
                          timeout=timeout)
         # file names: webcam_0.mp4, as ImageWriter names the frames of "webcam:0"
