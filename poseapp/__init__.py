@@ -24,6 +24,7 @@ _EXPORTS = {
     "list_models": "poseapp.create",
     "export_model": "poseapp.exporting",
     "Pipeline": "poseapp.pipeline",
+    "VideoOptions": "poseapp.pipeline",
     "TopDownEstimator": "poseapp.estimator",
     "open_source": "poseapp.sources",
     "draw": "poseapp.drawing",

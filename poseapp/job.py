@@ -361,24 +361,25 @@ def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: 
         seen: set[int] = set()
         try:
             for result in results:
+                annotated = None
+                if outputs.needs_image or window is not None:
+                    annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
+                                     thickness=o.thickness, draw_bbox=o.draw_bbox, color_by=o.color_by)
+                outputs.write(result, annotated)
+                # counted once written: a run stopped now reports what its files hold
                 report.frames += 1
+                report.detector_frames += result.detected
                 report.instances += len(result)
                 report.pose_time += result.timings.get("pose", 0.0)
                 report.det_time += result.timings.get("detect", 0.0)
                 if result.track_ids is not None:
                     seen.update(result.track_ids[result.track_ids >= 0].tolist())
                     report.tracks = len(seen)
-                annotated = None
-                if outputs.needs_image or window is not None:
-                    annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
-                                     thickness=o.thickness, draw_bbox=o.draw_bbox, color_by=o.color_by)
-                outputs.write(result, annotated)
                 bar.update(1)
                 if window is not None and not window.show(annotated):
                     break
         finally:
             results.close()  # the engine's threads end here, so what they counted is final
-            report.detector_frames = pipeline.stats.detector_frames
             report.dropped = pipeline.stats.dropped
 
 

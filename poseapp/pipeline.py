@@ -57,6 +57,20 @@ class VideoOptions:
     keep_all: bool = False
 
     def __post_init__(self) -> None:
+        from poseapp.engine.smoothing import SMOOTHERS
+
+        problems = [f"{name} must be {rule} (it is {getattr(self, name)!r})" for name, ok, rule in (
+            ("det_every", isinstance(self.det_every, int) and self.det_every >= 1, "a whole number >= 1"),
+            ("track_buffer", isinstance(self.track_buffer, int) and self.track_buffer >= 1, "a whole number >= 1"),
+            ("smooth", self.smooth in SMOOTHERS, f"one of {', '.join(SMOOTHERS)}"),
+            ("min_cutoff", self.min_cutoff > 0, "above 0 (Hz)"), ("d_cutoff", self.d_cutoff > 0, "above 0 (Hz)"),
+            ("beta", self.beta >= 0, ">= 0"),
+            ("window", isinstance(self.window, int) and self.window >= 3 and self.window % 2, "odd and >= 3"),
+            ("order", isinstance(self.order, int) and 0 <= self.order < self.window, "0 to window - 1"),
+            ("max_latency", self.max_latency >= 0, ">= 0 (seconds)"),
+        ) if not ok]
+        if problems:
+            raise ValueError(f"VideoOptions: {'; '.join(problems)}")
         if self.smooth != "none" and not self.track:
             raise ValueError(f"smoothing ({self.smooth}) needs track IDs: turn tracking on")
 

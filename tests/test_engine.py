@@ -219,33 +219,39 @@ def test_duplicate_boxes_keep_the_stronger():
 
 class SpreadEstimator:
     """Stands in for the pose network in the keyframes stage: a crop's 17 keypoints spread over the box it
-    was cut from (its padded scale undone), all confident, but for crops centred right of ``weak_from``."""
+    was cut from (its padded scale undone), all confident, but for crops centred right of ``weak_from`` and
+    every crop of the calls numbered in ``weak_calls``."""
 
-    def __init__(self, weak_from: float = np.inf):
+    def __init__(self, weak_from: float = np.inf, weak_calls: tuple[int, ...] = ()):
         from poseapp.create import resolve_model
 
         self.recipe = resolve_model("res50_coco-256x192", None).recipe
         self.keypoint_set = COCO
         self.weak_from = weak_from
+        self.weak_calls = weak_calls
+        self.calls = 0
 
     def keypoints_of(self, crops: Crops):
         u = np.linspace(-0.5, 0.5, 17)
         half = crops.scales[:, None, :] / self.recipe.bbox_padding
         kpts = crops.centers[:, None, :] + half * np.stack([u, u[::-1]], axis=1)[None]
-        scores = np.where(crops.centers[:, :1] >= self.weak_from, 0.1, 1.0) * np.ones((1, 17))
-        return kpts.astype(np.float64), scores
+        weak = (crops.centers[:, :1] >= self.weak_from) | (self.calls in self.weak_calls)
+        self.calls += 1
+        return kpts.astype(np.float64), np.where(weak, 0.1, 1.0) * np.ones((1, 17))
 
 
-@pytest.mark.parametrize("second, weak_from, early, shown", [
-    ([300, 100, 400, 400], np.inf, 0, 2),  # two people apart: their boxes come from their keypoints
-    ([104, 100, 204, 400], np.inf, 4, 2),  # one box over the other: the second was dropped, so detect again
-    ([300, 100, 400, 400], 300, 0, 1),  # a weak instance (keypoints under kpt_thr) is not followed, and not
-], ids=["apart", "merged", "weak"])    # detected again frame after frame: it waits for the next key frame
-def test_det_every_detects_again_when_two_instances_merge_into_one_box(second, weak_from, early, shown):
+@pytest.mark.parametrize("second, weak_from, weak_calls, early, shown", [
+    ([300, 100, 400, 400], np.inf, (), 0, 2),  # two people apart: their boxes come from their keypoints
+    ([104, 100, 204, 400], np.inf, (), 4, 2),  # one box over the other: the second was dropped, so detect again
+    ([300, 100, 400, 400], 300, (), 0, 1),  # a weak instance (keypoints under kpt_thr) is not followed, and not
+    #                                         detected again frame after frame: it waits for the next key frame
+    ([300, 100, 400, 400], np.inf, (1,), 1, 2),  # both lost in frame 1 (its first pass): detect again there
+], ids=["apart", "merged", "weak", "lost"])
+def test_det_every_detects_again_when_an_instance_is_lost(second, weak_from, weak_calls, early, shown):
     from poseapp.engine.keyframes import propagated_poses
     from poseapp.estimator import make_crops
 
-    est = SpreadEstimator(weak_from)
+    est = SpreadEstimator(weak_from, weak_calls)
     boxes = np.array([[100, 100, 200, 400], second], np.float32)
     detections = Detections(boxes, np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64))
     image = np.zeros((480, 640, 3), np.uint8)
@@ -502,6 +508,20 @@ def test_a_live_buffer_keeps_every_frame_up_to_its_size():
     run = run_stages(range(100), [lambda inbox: (x for x in inbox)], maxsize=1, first_size=30)
     assert isinstance(run._mailboxes[0], queues.Queue) and run._mailboxes[0].maxsize == 30
     assert list(run) == list(range(100)) and run.dropped == 0
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"det_every": 0}, "det_every must be a whole number >= 1 (it is 0)"),
+    ({"smooth": "kalman", "track": True}, "smooth must be one of none, one-euro, savgol (it is 'kalman')"),
+    ({"min_cutoff": 0}, "min_cutoff must be above 0"), ({"track_buffer": 0}, "track_buffer must be"),
+    ({"max_latency": -1}, "max_latency must be >= 0"), ({"window": 8}, "window must be odd"),
+    ({"order": 9}, "order must be 0 to window - 1"), ({"smooth": "savgol"}, "needs track IDs"),
+])
+def test_video_options_in_python_are_checked_too(fields, message):
+    from poseapp import VideoOptions
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        VideoOptions(**fields)
 
 
 def test_inbox_poll_says_empty_and_end():

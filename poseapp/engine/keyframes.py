@@ -126,6 +126,7 @@ def propagated_poses(inbox: "Inbox", estimator: "TopDownEstimator", detect: Call
             _, kept = boxes_from_keypoints(keypoints, scores, kpt_thr=kpt_thr, padding=1.0, size=item.frame.shape)
             if not kept.all():  # an instance was lost in this frame: detect again, now
                 detections, seconds = early(item.frame)
+                carried = False
                 crops = make_crops([item.frame.image], [detections.boxes], recipe)
                 start = time.perf_counter()
                 keypoints, scores = estimator.keypoints_of(crops)

@@ -12,7 +12,8 @@ from poseapp.results import Frame
 
 logger = logging.getLogger(__name__)
 
-STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "udp://", "rtp://", "srt://", "tcp://", "http://",
+                   "https://")
 DEFAULT_STREAM_TIMEOUT = 10.0  # seconds
 
 
