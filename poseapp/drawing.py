@@ -101,12 +101,13 @@ def draw(image: np.ndarray, poses: Poses, *, kpt_thr: float = 0.3, radius: int |
     points = np.zeros(poses.keypoints.shape, np.int64)
     points[visible] = np.round(poses.keypoints[visible]).astype(np.int64)
     for i in range(len(poses)):
-        track = None if poses.track_ids is None else int(poses.track_ids[i])
+        track = -1 if poses.track_ids is None else int(poses.track_ids[i])
         own = track_color(track) if color_by == "track" else None
-        if draw_bbox or (track is not None and track >= 0):
-            label = " ".join([*([f"#{track}"] if track is not None and track >= 0 else []),
-                              *([f"{float(poses.box_scores[i]):.2f}"] if draw_bbox else [])])
-            _draw_box(out, poses.boxes[i], label, thickness, own or BOX_COLOR, outline=draw_bbox)
+        label = [f"#{track}"] if track >= 0 else []
+        if draw_bbox:
+            label.append(f"{float(poses.box_scores[i]):.2f}")
+        if label:
+            _draw_box(out, poses.boxes[i], " ".join(label), thickness, own or BOX_COLOR, outline=draw_bbox)
         for (a, b), color in zip(kset.skeleton, kset.link_colors):
             if visible[i, a] and visible[i, b]:
                 cv2.line(out, tuple(points[i, a].tolist()), tuple(points[i, b].tolist()), own or _bgr(color),

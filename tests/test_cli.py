@@ -562,16 +562,21 @@ def test_vid_stride(tmp_path, pose):
     assert [f["timestamp"] for f in frames] == pytest.approx([0.0, 0.4, 0.8])
 
 
+def grey_clip(path: Path, frames: int, step: int) -> Path:
+    """A 64x48 mp4v clip at 20 fps of plain grey frames, ``step`` levels brighter each frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), step * i, np.uint8))
+    writer.release()
+    return path
+
+
 def test_http_stream_and_image_url(tmp_path, file_server, random_checkpoint):
     """A video served over http is a stream: its annotated copy has the frames' own size and the stream's
     fps; an http URL of an image is an image, saved under the URL's file name (not a 1-frame video)."""
     arch = "mobilenetv2-rle_coco-256x192"
     fast = ["--pose-model", random_checkpoint(arch), "--pose-arch", arch, "--no-flip", "--det-model", "none"]
-    clip = tmp_path / "cam.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
-    for i in range(6):
-        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
-    writer.release()
+    clip = grey_clip(tmp_path / "cam.mp4", 6, 30)
     file_server.files["/live/cam.mp4"] = clip.read_bytes()
     file_server.files["/pics/cat.png"] = cv2.imencode(".png", np.full((30, 40, 3), 99, np.uint8))[1].tobytes()
 
@@ -594,11 +599,7 @@ def test_det_every_is_ignored_where_boxes_cost_nothing(tmp_path, random_checkpoi
     """--det-every keeps boxes from the frame before only for a detector that costs something: whole-frame
     boxes are the frame's own, every frame, with a warning naming the flag."""
     arch = "mobilenetv2-rle_coco-256x192"
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
-    for i in range(6):
-        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
-    writer.release()
+    clip = grey_clip(tmp_path / "clip.mp4", 6, 30)
     result = cli("--source", clip, "--pose-model", random_checkpoint(arch), "--pose-arch", arch, "--no-flip",
                  "--det-model", "none", "--det-every", 3, "--json", "--no-save", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
@@ -609,11 +610,7 @@ def test_det_every_is_ignored_where_boxes_cost_nothing(tmp_path, random_checkpoi
 
 def test_savgol_on_a_stream_says_it_delays_and_every_frame_comes_through(tmp_path, file_server, random_checkpoint):
     arch = "mobilenetv2-rle_coco-256x192"
-    clip = tmp_path / "cam.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 20, (64, 48))
-    for i in range(12):
-        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
-    writer.release()
+    clip = grey_clip(tmp_path / "cam.mp4", 12, 20)
     file_server.files["/live/cam.mp4"] = clip.read_bytes()
     result = cli("--source", f"{file_server.base}/live/cam.mp4", "--pose-model", random_checkpoint(arch),
                  "--pose-arch", arch, "--no-flip", "--det-model", "none", "--smooth", "savgol", "--json", "--no-save",
