@@ -7,6 +7,7 @@ Public API (heavy modules load on first use, so ``import poseapp`` is instant)::
     keypoints, scores = estimator([image], [boxes_xyxy])[0]
     pipeline = Pipeline(estimator, create_detector(estimator))  # the model's default boxes (person here)
     report = run_predict(PredictOptions(source="photos/", save_json=True))  # the whole job, as `predict` runs it
+    report = run_distributed(PredictOptions(source="photos/", save_json=True), RayOptions(workers=4))  # on Ray
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ _EXPORTS = {
     "PredictOptions": "poseapp.job",
     "RunReport": "poseapp.job",
     "run_predict": "poseapp.job",
+    "run_distributed": "poseapp.distributed",
+    "RayOptions": "poseapp.distributed",
     "list_models": "poseapp.create",
     "export_model": "poseapp.exporting",
     "Pipeline": "poseapp.pipeline",

@@ -29,6 +29,8 @@ from poseapp.sources import DEFAULT_MAX_PIXELS, DEFAULT_STREAM_TIMEOUT
 
 if TYPE_CHECKING:
     from poseapp.boxes import Detector
+    from poseapp.estimator import TopDownEstimator
+    from poseapp.outputs import Outputs
     from poseapp.pipeline import Pipeline, VideoOptions
     from poseapp.sinks import Window
     from poseapp.sources import Source
@@ -75,6 +77,7 @@ class PredictOptions:
     save_media: bool = True  # annotated images / video
     save_json: bool = False  # keypoints: predictions.json for images, <stem>.jsonl for a video or stream
     save_csv: bool = False  # a row per frame and instance: predictions.csv or <stem>.csv
+    save_parquet: bool = False  # the same rows, keypoints as lists: predictions.parquet or <stem>.parquet
     show: bool = False
     kpt_thr: float = 0.3
     radius: int | None = None
@@ -228,7 +231,7 @@ def run_predict(options: PredictOptions, report: RunReport | None = None, *,
     window = None
     try:
         window = _open_window(o)
-        if o.save_media or o.save_json or o.save_csv:
+        if o.save_media or o.save_json or o.save_csv or o.save_parquet:
             from poseapp.sinks import next_run_dir
 
             report.out = next_run_dir(out_dir, exist_ok=o.exist_ok)
@@ -263,7 +266,7 @@ def _check_run_dir(o: PredictOptions, source: "Source", out: Path) -> list[Path]
 
     others = [Path(p) for p in (o.boxes_file, o.pose_model) if p and Path(p).is_file()]
     planned = check_outputs_apart(source, out, media=o.save_media, keypoints=o.save_json, table=o.save_csv,
-                                  other_inputs=others)
+                                  parquet=o.save_parquet, other_inputs=others)
     return remove_stale_temps(sorted({p.parent for p in planned} | {out}))
 
 
@@ -286,9 +289,14 @@ def video_options(o: PredictOptions, source: "Source") -> "VideoOptions":
 
 def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None], source: "Source") -> "Pipeline":
     """The pose model resolved once (recipe errors before any weights load), its boxes, then the weights."""
+    return pipeline_for(*build_models(o, device, warn), o, source, warn)
+
+
+def build_models(o: PredictOptions, device: str,
+                 warn: Callable[[str], None]) -> tuple["TopDownEstimator", "Detector"]:
+    """The pose model and its box source as ``o`` gives them: the model resolved first (recipe errors before
+    any weights load), its boxes (``detector_for``), then the weights."""
     import poseapp.create
-    from poseapp.boxes import BoxesFile, WholeFrameDetector
-    from poseapp.pipeline import Pipeline
 
     try:
         model = poseapp.create.resolve_model(o.pose_model, o.pose_arch, o.pose_recipe)
@@ -299,6 +307,16 @@ def _build_pipeline(o: PredictOptions, device: str, warn: Callable[[str], None],
                                                 flip_test=o.flip_test, offline=o.offline)
     except PoseAppError as e:
         raise e.renamed(_RENAMED)
+    return estimator, detector
+
+
+def pipeline_for(estimator: "TopDownEstimator", detector: "Detector", o: PredictOptions, source: "Source",
+                 warn: Callable[[str], None]) -> "Pipeline":
+    """The engine for one source: its VideoOptions (``video_options``), with a warning where one does nothing
+    there (``det_every`` with free boxes, savgol's delay on a stream)."""
+    from poseapp.boxes import BoxesFile, WholeFrameDetector
+    from poseapp.pipeline import Pipeline
+
     video = video_options(o, source)
     if video.smooth == "savgol" and source.kind == "stream":
         warn(f"{arg('smooth')} savgol holds each frame of a stream back {video.window // 2} frames (its window's "
@@ -340,11 +358,10 @@ def _check_kpt_thr(thr: float, recipe: "Recipe", warn: Callable[[str], None]) ->
 def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: PredictOptions,
             report: RunReport) -> None:
     """Every frame through the pipeline into the writers and the window, counted into ``report``."""
-    from contextlib import ExitStack, closing
+    from contextlib import ExitStack
 
     from tqdm import tqdm
 
-    from poseapp.drawing import draw
     from poseapp.outputs import open_outputs
 
     meta = {"model": pipeline.estimator.recipe.name}
@@ -353,34 +370,44 @@ def _stream(pipeline: "Pipeline", source: "Source", window: "Window | None", o: 
             stack.enter_context(window)
         stack.enter_context(source)
         outputs = stack.enter_context(open_outputs(source, report.out, media=o.save_media, keypoints=o.save_json,
-                                                   table=o.save_csv, meta=meta))
+                                                   table=o.save_csv, parquet=o.save_parquet, meta=meta))
         single = source.kind == "image" and (source.expected_frames or 0) <= 1
         bar = stack.enter_context(tqdm(total=source.expected_frames, unit="frame", disable=single,
                                        dynamic_ncols=True, leave=False))
-        results = stack.enter_context(closing(pipeline(source)))  # its threads stop before the source closes
-        seen: set[int] = set()
-        try:
-            for result in results:
-                annotated = None
-                if outputs.needs_image or window is not None:
-                    annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
-                                     thickness=o.thickness, draw_bbox=o.draw_bbox, color_by=o.color_by)
-                outputs.write(result, annotated)
-                # counted once written: a run stopped now reports what its files hold
-                report.frames += 1
-                report.detector_frames += result.detected
-                report.instances += len(result)
-                report.pose_time += result.timings.get("pose", 0.0)
-                report.det_time += result.timings.get("detect", 0.0)
-                if result.track_ids is not None:
-                    seen.update(result.track_ids[result.track_ids >= 0].tolist())
-                    report.tracks = len(seen)
-                bar.update(1)
-                if window is not None and not window.show(annotated):
-                    break
-        finally:
-            results.close()  # the engine's threads end here, so what they counted is final
-            report.dropped = pipeline.stats.dropped
+        stream_into(pipeline, source, outputs, o, report, window=window, progress=bar.update)
+
+
+def stream_into(pipeline: "Pipeline", source: "Source", outputs: "Outputs", o: PredictOptions, report: RunReport, *,
+                window: "Window | None" = None, progress: Callable[[int], object] | None = None) -> None:
+    """Every frame of ``source`` through ``pipeline`` into ``outputs`` (drawn as ``o`` says when a writer or
+    the window takes the picture), counted into ``report`` once written; ``progress(1)`` after each frame."""
+    from poseapp.drawing import draw
+
+    results = pipeline(source)  # closed below: its threads stop before the caller closes the source
+    seen: set[int] = set()
+    try:
+        for result in results:
+            annotated = None
+            if outputs.needs_image or window is not None:
+                annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
+                                 thickness=o.thickness, draw_bbox=o.draw_bbox, color_by=o.color_by)
+            outputs.write(result, annotated)
+            # counted once written: a run stopped now reports what its files hold
+            report.frames += 1
+            report.detector_frames += result.detected
+            report.instances += len(result)
+            report.pose_time += result.timings.get("pose", 0.0)
+            report.det_time += result.timings.get("detect", 0.0)
+            if result.track_ids is not None:
+                seen.update(result.track_ids[result.track_ids >= 0].tolist())
+                report.tracks = len(seen)
+            if progress is not None:
+                progress(1)
+            if window is not None and not window.show(annotated):
+                break
+    finally:
+        results.close()  # the engine's threads end here, so what they counted is final
+        report.dropped = pipeline.stats.dropped
 
 
 def _abandon(source: "Source", window: "Window | None", created: Path | None) -> None:

@@ -55,12 +55,12 @@ class Outputs:
 
 
 def open_outputs(source: "Source", out: Path | None, *, media: bool = True, keypoints: bool = False,
-                 table: bool = False, meta: dict[str, Any] | None = None) -> Outputs:
+                 table: bool = False, parquet: bool = False, meta: dict[str, Any] | None = None) -> Outputs:
     """The writers a run of ``source`` into the folder ``out`` needs: annotated media (``media``: images
     under their names, or ``<stem>.mp4`` at the source's rate, fps / stride), the keypoint file
     (``keypoints``: ``predictions.json`` or ``<stem>.jsonl``, see :func:`keypoints_output_name`), with
-    ``meta`` in its header, and the CSV table (``table``: ``predictions.csv`` or ``<stem>.csv``). ``out``
-    None: no writer."""
+    ``meta`` in its header, the CSV table (``table``: ``predictions.csv`` or ``<stem>.csv``) and the Parquet
+    table (``parquet``: ``predictions.parquet`` or ``<stem>.parquet``). ``out`` None: no writer."""
     sinks: list[Sink] = []
     stack = ExitStack()
     with ExitStack() as opening:  # a writer that fails to open closes the ones opened before it
@@ -77,6 +77,10 @@ def open_outputs(source: "Source", out: Path | None, *, media: bool = True, keyp
                 sinks.append(stack.enter_context(writer(out / keypoints_output_name(source), meta)))
             if table:
                 sinks.append(stack.enter_context(CsvWriter(out / table_output_name(source))))
+            if parquet:
+                from poseapp.sinks.parquet import ParquetWriter
+
+                sinks.append(stack.enter_context(ParquetWriter(out / parquet_output_name(source))))
         opening.pop_all()
     return Outputs(sinks, stack)
 
@@ -90,8 +94,13 @@ def table_output_name(source) -> str:
     return "predictions.csv" if source.kind == "image" else f"{source.stem}.csv"
 
 
+def parquet_output_name(source) -> str:
+    """The Parquet file of a run: ``predictions.parquet`` for images, ``<stem>.parquet`` for a video or stream."""
+    return "predictions.parquet" if source.kind == "image" else f"{source.stem}.parquet"
+
+
 def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = True,
-                    table: bool = False) -> list[Path]:
+                    table: bool = False, parquet: bool = False) -> list[Path]:
     """Every file a run of ``source`` may write into ``out``: annotated media (``media``), the keypoint
     file (``keypoints``) and the CSV table (``table``)."""
     out = Path(out)
@@ -102,7 +111,8 @@ def planned_outputs(source, out: Path, *, media: bool = True, keypoints: bool = 
     else:
         files = [out / video_output_name(source.stem)]
     return [*files, *([out / keypoints_output_name(source)] if keypoints else []),
-            *([out / table_output_name(source)] if table else [])]
+            *([out / table_output_name(source)] if table else []),
+            *([out / parquet_output_name(source)] if parquet else [])]
 
 
 def _real(path: Path | str) -> Path:
@@ -139,7 +149,8 @@ def _glob_reaches(pattern: str, path: Path) -> bool:
 
 
 def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: bool = True, table: bool = False,
-                        other_inputs: Iterable[Path] = (), flag: str = arg("out_dir")) -> list[Path]:
+                        parquet: bool = False, other_inputs: Iterable[Path] = (),
+                        flag: str = arg("out_dir")) -> list[Path]:
     """Raise OutputError when writing ``source``'s outputs into ``out`` would overwrite one of its input
     files (or one of ``other_inputs``, such as a --boxes file), or put them where the source would read
     them next time. No file is touched. Returns the planned outputs (``planned_outputs``)."""
@@ -149,7 +160,7 @@ def check_outputs_apart(source, out: Path, *, media: bool = True, keypoints: boo
         raise OutputError(f"{flag} {out} lies inside '{walks}', which {arg('recursive')} walks: the outputs would be "
                           f"read as inputs next time; choose an {flag} outside '{walks}'")
     inputs = [*source.input_files(), *(Path(p) for p in other_inputs)]
-    planned = planned_outputs(source, out, media=media, keypoints=keypoints, table=table)
+    planned = planned_outputs(source, out, media=media, keypoints=keypoints, table=table, parquet=parquet)
     for path in planned:
         for original in inputs:
             if same_file(path, original):

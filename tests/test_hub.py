@@ -66,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes by the last path component (Range honoured unless said otherwise):
 
     good.pth, wrong.pth (other bytes), short.pth (always closes after 1000 bytes, ignores Range), slow.pth
-    (headers after 1.5 s), cut-once.pth (the first answer closes half-way), norange-cut-once.pth (the same, then
+    (headers after 1.5 s), late-good.pth (good.pth after 0.5 s), cut-once.pth (the first answer closes half-way), norange-cut-once.pth (the same, then
     ignores Range), stall-once.pth (the first answer stalls half-way), stall.pth (every answer stalls at half),
     flaky.pth (500 once, then good.pth), page.pth (an HTML page), download?id=ID (a mirror of Drive files that
     honours the query), 500, anything else 404. A request whose Host is a Drive host goes to ``_drive``.
@@ -91,6 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "slow.pth":
             time.sleep(1.5)  # longer than the client's timeout, bounded
             self._send(GOOD[:10])
+        elif name == "late-good.pth":
+            time.sleep(0.5)  # long enough for a second fetch to arrive while the first downloads
+            self._send(GOOD)
         elif name == "cut-once.pth":
             self._send(GOOD, end=HALF if first else None)
         elif name == "norange-cut-once.pth":
@@ -668,6 +671,22 @@ def test_a_touched_file_is_rehashed_and_the_stamp_refreshed(server, cache, hashe
     assert cached_path("m.pth", GOOD_SHA[:8]) == path and len(hashes) == 1
     assert (cache / "m.pth.sha256").read_text().split()[2] == str(st.st_mtime_ns + 10**9)
     assert cached_path("m.pth", GOOD_SHA[:8]) == path and len(hashes) == 1  # stamped again
+
+
+def test_fetches_of_one_file_at_once_download_it_once(server, cache):
+    """Processes sharing a cache (a node's Ray workers) fetch a file once: the others wait on its lock, then
+    find it in the cache. Threads stand in for them (each opens the lock file itself, as a process does)."""
+    import threading
+
+    got: list[Path] = []
+    threads = [threading.Thread(target=lambda: got.append(fetch(server.url("late-good.pth"), "m.pth", GOOD_SHA[:8],
+                                                                  progress=False))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert got == [cache / "m.pth"] * 3 and (cache / "m.pth").read_bytes() == GOOD
+    assert server.counts["late-good.pth"] == 1 and files_in(cache) == ["m.pth", "m.pth.sha256"]
 
 
 def test_a_changed_file_is_rehashed_and_downloaded_again(server, cache, hashes):

@@ -116,6 +116,8 @@ class PredictCommand(click.Command):
 @click.option("--json", "save_json", is_flag=True, help="Save keypoints (JSON for images, JSON Lines for videos).")
 @click.option("--csv", "save_csv", is_flag=True, help="Save a CSV table: a row per frame and instance (frame, time, "
               "track_id, box, x/y/score per keypoint).")
+@click.option("--parquet", "save_parquet", is_flag=True, help="Save an Apache Parquet table: a row per frame and "
+              "instance, keypoints as lists (predictions.parquet, or <stem>.parquet for a video).")
 @click.option("--no-save", is_flag=True, help="Do not save annotated images/videos (use with --json).")
 @click.option("--show", is_flag=True, help="Show results in a window (needs a display); q quits.")
 @click.option("--kpt-thr", default=0.3, show_default=True, type=Finite(), help="Draw keypoints scoring at least this.")
@@ -162,6 +164,24 @@ class PredictCommand(click.Command):
               "counted).")
 @click.option("--stream-timeout", default=10.0, show_default=True, type=Finite(0, 86400, min_open=True),
               help="Seconds a URL may take to answer, and a stream between two frames, before it is given up.")
+@click.option("--ray", "ray", is_flag=True, help="Run on Ray: a local instance on this machine, or the cluster of "
+              "--ray-address. The source's files are shared out to --workers actors (README: Scale out).")
+@click.option("--ray-address", default=None, metavar="ADDRESS", help="A running Ray cluster (host:6379, "
+              "ray://host:10001 or auto); implies --ray.")
+@click.option("--workers", default=None, type=click.IntRange(1), show_default="one per GPU slot, else per 2 CPUs",
+              help="--ray: actors, each holding one detector and one pose model.")
+@click.option("--gpus-per-worker", default=0.0, show_default=True, type=Finite(0), metavar="G",
+              help="--ray: GPUs per actor (0.5: two share one); 0 runs on the CPUs.")
+@click.option("--cpus-per-worker", default=None, type=Finite(0, min_open=True), metavar="C",
+              show_default="the cluster's CPUs shared out, half a CPU kept for reading",
+              help="--ray: CPUs per actor (also its pose network's threads unless --threads).")
+@click.option("--shard-size", default=32, show_default=True, type=click.IntRange(1), metavar="IMAGES",
+              help="--ray: images per task and per shard.")
+@click.option("--segment-frames", default=3000, show_default=True, type=click.IntRange(1), metavar="FRAMES",
+              help="--ray: frames per task of a long video, when its frames may be split (--no-track, no --det-every, "
+                   "no --smooth, --no-save).")
+@click.option("--resume", is_flag=True, help="--ray: finish the run in --out itself, skipping the tasks it already "
+              "finished with the same options and inputs.")
 @click.option("--offline", is_flag=True, help="No network (as POSEAPP_OFFLINE=1): weights must be in the cache; "
               "a zoo name or detector name not yet downloaded is an error instead of a download.")
 @click.option("--verbose", "-v", is_flag=True, help="Log details; show tracebacks on errors.")
@@ -176,11 +196,20 @@ def predict(**opts: Any) -> None:
     from poseapp.errors import PoseAppError
     from poseapp.job import RunReport, run_predict
 
+    distributed = opts["ray"] or opts["ray_address"] is not None
     report = RunReport()
     try:
         with _signals_end_like_ctrl_c():
             try:
-                run_predict(predict_options(opts), report, warn=lambda text: warn(render(text, _flags())))
+                options = predict_options(opts)
+                if distributed:
+                    from poseapp.distributed import DistributedReport, run_distributed
+
+                    report = DistributedReport()
+                    run_distributed(options, ray_options(opts), report, warn=lambda text: warn(render(text, _flags())))
+                else:
+                    _check_single_process(opts)
+                    run_predict(options, report, warn=lambda text: warn(render(text, _flags())))
             except (KeyboardInterrupt, Terminated, PoseAppError):
                 if report.frames:  # what was done before it stopped, and where it is
                     _summary(report, opts)
@@ -195,6 +224,29 @@ def predict(**opts: Any) -> None:
         sys.exit(128 + e.signum)
     _summary(report, opts)
     sys.exit(1 if report.failures else 0)
+
+
+_RAY_ONLY = {"workers": None, "gpus_per_worker": 0.0, "cpus_per_worker": None, "shard_size": 32,
+             "segment_frames": 3000, "resume": False}
+
+
+def _check_single_process(opts: dict[str, Any]) -> None:
+    """A --ray flag given without --ray would do nothing: one line saying so."""
+    from poseapp.errors import PoseAppError
+
+    given = [f"--{name.replace('_', '-')}" for name, default in _RAY_ONLY.items() if opts[name] != default]
+    if given:
+        raise PoseAppError(f"{', '.join(given)} only act(s) with --ray (or --ray-address): add --ray, or drop "
+                           f"{'it' if len(given) == 1 else 'them'}")
+
+
+def ray_options(opts: dict[str, Any]) -> Any:
+    """The parsed --ray flags as a RayOptions."""
+    from poseapp.distributed import RayOptions
+
+    return RayOptions(address=opts["ray_address"], workers=opts["workers"], gpus_per_worker=opts["gpus_per_worker"],
+                      cpus_per_worker=opts["cpus_per_worker"], shard_size=opts["shard_size"],
+                      segment_frames=opts["segment_frames"], resume=opts["resume"])
 
 
 def predict_options(opts: dict[str, Any]) -> "PredictOptions":
@@ -212,7 +264,8 @@ def predict_options(opts: dict[str, Any]) -> "PredictOptions":
         half=opts["half"], backend=opts["backend"], precision=opts["precision"], threads=opts["threads"],
         batch_size=opts["batch_size"], flip_test=False if opts["no_flip"] else None,
         out_dir=opts["out_dir"], exist_ok=opts["exist_ok"], save_media=not opts["no_save"],
-        save_json=opts["save_json"], save_csv=opts["save_csv"], show=opts["show"], kpt_thr=opts["kpt_thr"],
+        save_json=opts["save_json"], save_csv=opts["save_csv"], save_parquet=opts["save_parquet"], show=opts["show"],
+        kpt_thr=opts["kpt_thr"],
         radius=opts["radius"], thickness=opts["thickness"], draw_bbox=opts["draw_bbox"], color_by=opts["color_by"],
         det_every=opts["det_every"], track=opts["track"], track_buffer=opts["track_buffer"], smooth=opts["smooth"],
         smooth_min_cutoff=opts["smooth_min_cutoff"], smooth_beta=opts["smooth_beta"],
@@ -280,12 +333,15 @@ def _summary(report: "RunReport", opts: dict[str, Any]) -> None:
         video.append(f"{report.dropped} live frame(s) dropped to keep up (--stream-buffer keeps them)")
     if video:
         click.echo("; ".join(video), err=True)
+    if hasattr(report, "retried"):  # a --ray run
+        click.echo(_cluster_line(report), err=True)
     if report.out is not None:
         click.echo(f"results saved to {report.out}" if report.saved else "nothing saved", err=True)
     elif frames:
-        warn("--no-save without --json or --csv saved nothing (add --json to keep the keypoints)")
+        warn("--no-save without --json, --csv or --parquet saved nothing (add --json to keep the keypoints)")
     if report.stale:
-        click.echo(f"removed {len(report.stale)} temporary file(s) a killed earlier run left in {report.out}: "
+        who = "a killed earlier run or worker" if hasattr(report, "retried") else "a killed earlier run"
+        click.echo(f"removed {len(report.stale)} temporary file(s) {who} left in {report.out}: "
                    f"{', '.join(p.name for p in report.stale[:5])}", err=True)
     if opts["boxes_file"] and frames and not people:
         warn(f"no box of --boxes {opts['boxes_file']} belongs to these frames (boxes are matched by file name, "
@@ -294,3 +350,15 @@ def _summary(report: "RunReport", opts: dict[str, Any]) -> None:
         click.secho(f"{len(report.failures)} input(s) failed:", fg="yellow", err=True)
         for path, reason in report.failures:
             click.echo(f"  {path}: {render(reason, _flags())}", err=True)
+
+
+def _cluster_line(report: Any) -> str:
+    """What a --ray run did with its inputs and tasks, in one line."""
+    pending = report.inputs - report.done_inputs - report.failed_inputs
+    parts = [f"ray: {report.inputs} input(s): {report.done_inputs} done, {report.failed_inputs} failed"
+             + (f", {pending} not finished (--resume finishes them)" if pending else "")]
+    parts.append(f"{report.tasks} task(s) on {report.workers} worker(s)" if report.workers else f"{report.tasks} task(s)")
+    if report.skipped:
+        parts.append(f"{report.skipped} done before (--resume)")
+    parts.append(f"{report.retried} retried by Ray" if report.retried else "none retried")
+    return "; ".join(parts)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from poseapp.hub.downloads import DownloadError, ProgressFn, download_verified, is_offline, normalise_prefix, sha256_of
 
@@ -88,9 +89,49 @@ def fetch(
             f"{filename} {state} (offline: --offline or POSEAPP_OFFLINE): run `python infer.py fetch {name or 'NAME'}` "
             f"on a machine with internet, or copy the file to {dest}"
         )
-    digest = download_verified(url, dest, sha256_prefix, progress, timeout, retries, backoff, check)
-    _write_stamp(dest, digest)
+    with _fetching(dest):  # one download per machine: the others (Ray workers, parallel runs) wait, then hit
+        if _fetched_meanwhile(dest, sha256_prefix):
+            return dest
+        digest = download_verified(url, dest, sha256_prefix, progress, timeout, retries, backoff, check)
+        _write_stamp(dest, digest)  # before the lock goes: those waiting take the stamp as the file's proof
     return dest
+
+
+def _fetched_meanwhile(dest: Path, sha256_prefix: str | None) -> bool:
+    """Whether another process fetched ``dest`` while this one waited for the lock: the file is there with a
+    stamp that vouches for it (not hashed again: a file found corrupt before is not re-read)."""
+    if sha256_prefix is None:
+        return dest.is_file() and _read_stamp(dest) is not None
+    stamped = _read_stamp(dest)
+    return stamped is not None and stamped.startswith(normalise_prefix(sha256_prefix))
+
+
+@contextmanager
+def _fetching(dest: Path) -> Iterator[None]:
+    """Hold ``<dest>.lock`` (an exclusive ``flock``) while ``dest`` is fetched, so processes sharing a cache
+    download a file once (those waiting find it in the cache); where the folder cannot hold the lock
+    (read-only, no flock), nothing is held. The lock file is removed when the fetch ends."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; concurrent fetches then each download (still atomically)
+        yield
+        return
+    lock = dest.with_name(dest.name + ".lock")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")
+    except OSError:
+        yield  # the download reports the unwritable folder
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as e:  # a file system without locks (some network mounts)
+            log.debug("cannot lock %s: %s", lock, e)
+        try:
+            yield
+        finally:  # removed while held: a later fetch finds the file before it looks for the lock
+            lock.unlink(missing_ok=True)
 
 
 def _stamp_of(path: Path) -> Path:

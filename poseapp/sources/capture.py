@@ -33,6 +33,7 @@ class _CaptureSource(Source):
         self._ended_at: int | None = None  # frames delivered when the capture stopped by itself
         self._stalled = False  # the capture stopped after waiting about ``timeout`` for a frame
         self._open_seconds = 0.0
+        self.start, self.stop = 0, None  # the source frames [start, stop) a segment reads (VideoSource)
         self._read_properties(self._open())
 
     def _open_error(self) -> SourceError:
@@ -83,13 +84,13 @@ class _CaptureSource(Source):
         self._stalled = False
         yielded = 0
         n = 0
-        while self.max_frames is None or yielded < self.max_frames:
+        while (self.max_frames is None or yielded < self.max_frames) and (self.stop is None or n < self.stop):
             t0 = time.monotonic()
             if not cap.grab():
                 self._ended_at = n
                 self._stalled = self.timeout is not None and time.monotonic() - t0 >= 0.9 * self.timeout
                 return
-            if n % self.vid_stride == 0:
+            if n % self.vid_stride == 0 and n >= self.start:
                 ok, image = cap.retrieve()
                 if not ok or image is None:
                     self._ended_at = n
@@ -103,16 +104,24 @@ class _CaptureSource(Source):
 
 class VideoSource(_CaptureSource):
     """A video file read with cv2.VideoCapture. Frame.index is the frame number in the file and
-    Frame.timestamp = index / fps (None when the file states no fps)."""
+    Frame.timestamp = index / fps (None when the file states no fps).
+
+    ``start``/``stop`` read one segment, the source frames [start, stop) (stop None: to the end): the frames
+    before ``start`` are grabbed, not decoded, so indices and timestamps are the whole file's
+    (``poseapp.distributed`` gives a long video's segments to several workers)."""
 
     kind = "video"
 
-    def __init__(self, path: Path, *, vid_stride: int = 1, max_frames: int | None = None) -> None:
+    def __init__(self, path: Path, *, vid_stride: int = 1, max_frames: int | None = None, start: int = 0,
+                 stop: int | None = None) -> None:
+        if start < 0 or (stop is not None and stop <= start):
+            raise ValueError(f"a video segment needs 0 <= start < stop (got {start}, {stop})")
         self.path = path
         if not is_utf8_path(path):
             raise SourceError(f"cannot open video {str(path)!r}: its name is not valid UTF-8, which OpenCV cannot "
                               f"open; rename the file")
         super().__init__(str(path), str(path), str(path), vid_stride=vid_stride, max_frames=max_frames)
+        self.start, self.stop = start, stop
         self.stem = path.stem
 
     def _open_error(self) -> SourceError:
@@ -130,7 +139,8 @@ class VideoSource(_CaptureSource):
     def expected_frames(self) -> int | None:
         if self.frame_count is None:
             return self.max_frames
-        n = -(-self.frame_count // self.vid_stride)
+        end = self.frame_count if self.stop is None else min(self.stop, self.frame_count)
+        n = max(0, -(-end // self.vid_stride) - -(-self.start // self.vid_stride))
         return n if self.max_frames is None else min(n, self.max_frames)
 
     def input_files(self) -> list[Path]:
@@ -145,9 +155,11 @@ class VideoSource(_CaptureSource):
                 yielded += 1
                 yield Frame(image=image, source=self.name, index=n, timestamp=ts, kind="video")
             if yielded == 0:
-                raise SourceError(f"video '{self.path}' holds no frame OpenCV can decode; re-encode it (e.g. "
+                where = f" from frame {self.start}" if self.start else ""
+                raise SourceError(f"video '{self.path}' holds no frame OpenCV can decode{where}; re-encode it (e.g. "
                                   f"H.264 mp4) or pass another {arg('source')}")
-            if self._ended_at is not None and self.frame_count and self._ended_at < self.frame_count:
+            end = self.frame_count if self.stop is None or not self.frame_count else min(self.stop, self.frame_count)
+            if self._ended_at is not None and end and self._ended_at < end:
                 self._fail(self.name, f"video ended early at frame {self._ended_at} of {self.frame_count}")
         finally:
             self.close()

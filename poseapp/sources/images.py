@@ -19,15 +19,17 @@ class ImageSource(Source):
 
     With ``single=True`` (the spec named one file) a file that cannot be read raises SourceError;
     otherwise it is skipped and recorded in ``failures``. ``max_pixels`` refuses, from the header and
-    before decoding, an image with more pixels (a decompression bomb).
+    before decoding, an image with more pixels (a decompression bomb). ``first_index`` is the
+    ``Frame.index`` of the first path (a shard of a longer list keeps the list's numbering).
     """
 
     kind = "image"
 
     def __init__(self, spec: str, paths: list[Path], *, single: bool = False, root: Path | None = None,
                  max_frames: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 extra_inputs: tuple[Path, ...] = ()) -> None:
+                 extra_inputs: tuple[Path, ...] = (), first_index: int = 0) -> None:
         super().__init__(spec, max_frames=max_frames)
+        self.first_index = first_index
         self.paths = paths
         self.single = single
         self.root = root
@@ -62,7 +64,7 @@ class ImageSource(Source):
                 if self.max_frames is not None and yielded >= self.max_frames:
                     return
                 yielded += 1
-                yield Frame(image=page.image, source=str(path), index=i, timestamp=None, kind="image",
+                yield Frame(image=page.image, source=str(path), index=self.first_index + i, timestamp=None, kind="image",
                             alpha=page.alpha, page=page.page)
 
 
