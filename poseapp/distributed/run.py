@@ -248,18 +248,17 @@ class _Connection:
 
 
 def _runtime_env(c: RayOptions) -> dict[str, Any]:
-    """The workers' environment: the weights cache and mirror settings; on a remote cluster also poseapp's
-    own code (``py_modules``), so every worker runs the driver's version whether or not it is installed there."""
+    """The workers' environment: the weights cache and mirror settings, and poseapp's own code (``py_modules``),
+    so every worker runs the driver's version whether or not it is installed where it runs."""
     import poseapp
     from poseapp.hub.cache import cache_dir
 
     env = {k: v for k, v in os.environ.items() if k.startswith("POSEAPP_")}
     if c.address is None:  # this machine: the same cache, by absolute path
         env["POSEAPP_HOME"] = str(cache_dir().expanduser().resolve())
-    runtime: dict[str, Any] = {"env_vars": env}
-    if c.address is not None:
-        runtime["py_modules"] = [str(Path(poseapp.__file__).parent)]
-    return runtime
+    # poseapp's code travels with the job: a worker started outside the checkout (another folder, another node)
+    # imports the driver's poseapp whether or not it is installed there
+    return {"env_vars": env, "py_modules": [str(Path(poseapp.__file__).parent)]}
 
 
 def _connect(c: RayOptions, verbose: bool) -> _Connection:
