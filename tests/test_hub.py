@@ -66,7 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes by the last path component (Range honoured unless said otherwise):
 
     good.pth, wrong.pth (other bytes), short.pth (always closes after 1000 bytes, ignores Range), slow.pth
-    (headers after 1.5 s), late-good.pth (good.pth after 0.5 s), cut-once.pth (the first answer closes half-way), norange-cut-once.pth (the same, then
+    (headers after 1.5 s), late-good.pth (good.pth after 0.5 s),
+    cut-once.pth (the first answer closes half-way), norange-cut-once.pth (the same, then
     ignores Range), stall-once.pth (the first answer stalls half-way), stall.pth (every answer stalls at half),
     flaky.pth (500 once, then good.pth), page.pth (an HTML page), download?id=ID (a mirror of Drive files that
     honours the query), 500, anything else 404. A request whose Host is a Drive host goes to ``_drive``.

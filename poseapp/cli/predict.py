@@ -357,7 +357,8 @@ def _cluster_line(report: Any) -> str:
     pending = report.inputs - report.done_inputs - report.failed_inputs
     parts = [f"ray: {report.inputs} input(s): {report.done_inputs} done, {report.failed_inputs} failed"
              + (f", {pending} not finished (--resume finishes them)" if pending else "")]
-    parts.append(f"{report.tasks} task(s) on {report.workers} worker(s)" if report.workers else f"{report.tasks} task(s)")
+    on = f" on {report.workers} worker(s)" if report.workers else ""
+    parts.append(f"{report.tasks} task(s){on}")
     if report.skipped:
         parts.append(f"{report.skipped} done before (--resume)")
     parts.append(f"{report.retried} retried by Ray" if report.retried else "none retried")

@@ -2,7 +2,8 @@
 
 Under ``<out>/shards/`` a task ``name`` writes its keypoints as ``<name>.json`` (images: the document
 ``predictions.json`` has, for the task's images) or ``<name>.jsonl`` (a video or a segment of one: the lines
-``<stem>.jsonl`` has), ``<name>.csv`` with ``--csv``, ``<name>.parquet`` with ``--parquet``, and last ``<name>.done.json``, its record (counts,
+``<stem>.jsonl`` has), ``<name>.csv`` with ``--csv``, ``<name>.parquet`` with ``--parquet``, and last
+``<name>.done.json``, its record (counts,
 failures). Each file is written under a temporary name and renamed, and the record comes after the shards, so
 a task is done exactly when its record is there: a worker killed before that leaves nothing a rerun trusts.
 ``manifest.json`` lists every task and its state. :func:`merge` then writes ``predictions.json`` /

@@ -64,7 +64,8 @@ class ImageSource(Source):
                 if self.max_frames is not None and yielded >= self.max_frames:
                     return
                 yielded += 1
-                yield Frame(image=page.image, source=str(path), index=self.first_index + i, timestamp=None, kind="image",
+                yield Frame(image=page.image, source=str(path), index=self.first_index + i, timestamp=None,
+                            kind="image",
                             alpha=page.alpha, page=page.page)
 
 
