@@ -288,9 +288,10 @@ def _note_noise_against_torch(estimator, torch_estimator, fx, images, boxes) -> 
             for ours, base in zip(estimator.runtime(batch), torch_estimator.runtime(batch)):
                 for a, b in zip(ours.numpy(), base.numpy()):
                     noise = max(noise, float(np.abs(a - b).max() / np.abs(b).max()))
-    # float noise, not a wrong graph: the largest seen is 7e-6 (OpenVINO, CSPNeXt); an export that computes
-    # something else differs by 1e-2 or more, and must not widen its own tolerance
-    assert noise < 2e-5, f"{fx['name']} {estimator.backend}: outputs differ from the PyTorch network by {noise:.1e}"
+    # float noise, not a wrong graph: the largest seen is 2.4e-5 (OpenVINO fp32, RTMPose-m, on an Intel Xeon with
+    # AMX; 7e-6 on an AMD EPYC); an export that computes something else differs by 1e-2 or more, and must not
+    # widen its own tolerance
+    assert noise < 1e-4, f"{fx['name']} {estimator.backend}: outputs differ from the PyTorch network by {noise:.1e}"
     _NOISE[key] = noise + _backend_noise(torch_estimator, fx)
 
 

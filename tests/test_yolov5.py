@@ -25,6 +25,29 @@ REFERENCE = np.load(FIXTURE / "reference.npz", allow_pickle=False)
 REFERENCE_THREADS = 2  # torch's intra-op threads when the reference was made (a sum's order follows them)
 
 
+SCORE_TIE = 1e-5  # scores this close are a tie: their order follows float rounding, which the CPU's kernels decide
+
+
+def tie_order(scores: np.ndarray, rows: np.ndarray, groups_from: np.ndarray) -> np.ndarray:
+    """The order of ``rows`` with each run of tied scores (consecutive scores of ``groups_from`` within
+    SCORE_TIE, descending as NMS returns them) sorted by the rows' values: two lists of detections that differ
+    only in how ties fell compare equal once both are in this order. ``scores`` must match ``groups_from``
+    place by place (checked)."""
+    np.testing.assert_allclose(scores, groups_from, rtol=0, atol=SCORE_TIE)
+    group = np.concatenate([[0], np.cumsum(np.abs(np.diff(groups_from)) > SCORE_TIE)])
+    keys = [rows[:, j] for j in reversed(range(rows.shape[1]))]
+    return np.lexsort([*keys, group])
+
+
+def decided(scores: np.ndarray, last: float, limit: int = 300) -> int:
+    """How many of the leading detections (``scores`` descending) float rounding cannot change: all of them,
+    unless NMS stopped at its ``limit`` of boxes (its last score ``last``), where which of the boxes tied
+    with the last one made the cut is rounding's choice too."""
+    if len(scores) < limit and last == scores[-1]:
+        return len(scores)
+    return int((scores > last + SCORE_TIE).sum())
+
+
 @pytest.fixture(scope="module")
 def network():
     net = build_yolov5(DOC["yaml"])
@@ -62,11 +85,18 @@ def test_outputs_and_boxes_equal_yolov5s(network, image_name, size, reference_th
     det = non_max_suppression(rows, DOC["conf"], DOC["iou"])
     reference = REFERENCE[f"{tag}/det"]
     assert len(det) == len(reference) >= 50
-    np.testing.assert_allclose(det[:, :4].numpy(), reference[:, :4], rtol=0, atol=1e-3)
-    np.testing.assert_allclose(det[:, 4].numpy(), reference[:, 4], rtol=0, atol=1e-5)
-    assert np.array_equal(det[:, 5].numpy(), reference[:, 5])
-    boxes = to_image(det[:, :4], image.shape[:2], tuple(x.shape[-2:]))
-    np.testing.assert_allclose(boxes.numpy(), REFERENCE[f"{tag}/boxes"], rtol=0, atol=1e-3)
+    boxes = to_image(det[:, :4], image.shape[:2], tuple(x.shape[-2:])).numpy()
+    det = det.numpy()
+    np.testing.assert_allclose(det[:, 4], reference[:, 4], rtol=0, atol=SCORE_TIE)
+    n = decided(reference[:, 4], reference[-1, 4])
+    assert n >= 0.8 * len(reference)  # the tie at the cut is a few boxes of 300
+    det, boxes, reference = det[:n], boxes[:n], reference[:n]
+    ours = tie_order(det[:, 4], np.round(det[:, [5, 0, 1, 2, 3]], 1), reference[:, 4])
+    theirs = tie_order(reference[:, 4], np.round(reference[:, [5, 0, 1, 2, 3]], 1), reference[:, 4])
+    np.testing.assert_allclose(det[ours, :4], reference[theirs, :4], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(det[ours, 4], reference[theirs, 4], rtol=0, atol=SCORE_TIE)
+    assert np.array_equal(det[ours, 5], reference[theirs, 5])
+    np.testing.assert_allclose(boxes[ours], REFERENCE[f"{tag}/boxes"][:n][theirs], rtol=0, atol=1e-3)
 
 
 def test_a_description_outside_the_table_is_refused():
@@ -185,9 +215,16 @@ def test_the_detector_gives_the_seeds_boxes(checkpoint, reference_threads):
     assert detector.class_names == {0: "person", 1: "head"} and detector.classes == (0,)
     (found,) = detector([frame])
     tag = f"v7/{Path(image_name).stem}/640"
-    reference = REFERENCE[f"{tag}/boxes"][REFERENCE[f"{tag}/det"][:, 5] == 0]
-    np.testing.assert_array_equal(found.boxes, np.round(reference))
-    assert found.labels.tolist() == [0] * len(reference) and len(reference) >= 50
+    det = REFERENCE[f"{tag}/det"]
+    persons = det[:, 5] == 0
+    reference = np.round(REFERENCE[f"{tag}/boxes"][persons])
+    scores = det[persons, 4]
+    n = decided(scores, det[-1, 4])  # the seed's 300 boxes of both classes: the persons tied at its cut aside
+    assert len(found.boxes) >= n >= 0.8 * len(reference)
+    boxes = found.boxes[:n]
+    ours, theirs = tie_order(found.scores[:n], boxes, scores[:n]), tie_order(scores[:n], reference[:n], scores[:n])
+    np.testing.assert_array_equal(boxes[ours], reference[:n][theirs])
+    assert found.labels.tolist() == [0] * len(found.boxes) and n >= 50
     heads = YoloV5Detector(path, conf=DOC["conf"], iou=DOC["iou"], classes=["head"])  # --det-classes head
     found_heads = heads([frame])[0]
     assert heads.classes == (1,) and len(found_heads) > 0 and set(found_heads.labels.tolist()) == {1}
