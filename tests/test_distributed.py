@@ -331,3 +331,118 @@ def test_a_model_the_workers_cannot_load_stops_the_run_in_one_line(tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "is not in the cache" in errors[0] and "--offline" in errors[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+# ------------------------------------------------------------------------------------------- edges (no Ray)
+
+
+def test_a_segment_past_the_real_end_reads_nothing_and_says_the_video_ended_early(tmp_path):
+    """A header that counts more frames than the file holds gives segments past the end: they end early
+    (as a single-process run says of the whole video), instead of failing their task."""
+    from poseapp.sources import VideoSource
+
+    clip = make_clip(tmp_path / "short.avi", "walking", frames=10)[0]
+    with VideoSource(clip, start=12, stop=24) as source:
+        frames = list(source)
+    assert frames == [] and len(source.failures) == 1
+    assert "video ended early at frame 10 of 10" in source.failures[0][1]
+    with VideoSource(clip, start=4, stop=8) as source:
+        assert [f.index for f in source] == [4, 5, 6, 7] and source.failures == []
+
+
+def _record_and_shards(out: Path, task) -> list[Path]:
+    from poseapp.distributed.shards import TaskRecord, shard_path, write_record
+
+    shard_dir_ = out / "shards"
+    shard_dir_.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".csv"):
+        shard_path(out, task, suffix).write_text("left by an attempt before")
+    write_record(out, task, TaskRecord(name=task.name, order=task.order, inputs=1))
+    return sorted(shard_dir_.iterdir())
+
+
+def test_a_task_that_took_its_worker_down_three_times_fails_and_leaves_no_record(tmp_path, monkeypatch):
+    """PoseWorker._run with a ledger that counts a fourth start: the task fails with one line, and what the
+    attempts before left (a record, shards) is gone, so --resume cannot trust it."""
+    from poseapp.distributed.plan import Task
+    from poseapp.distributed.shards import read_record
+    from poseapp.distributed.worker import MAX_STARTS, PoseWorker
+
+    task = Task(0, "images-000000-000000.abcdef012345", "image", ("a.jpg",))
+    assert len(_record_and_shards(tmp_path, task)) == 3 and read_record(tmp_path, task) is not None
+
+    class Ledger:
+        class started:
+            @staticmethod
+            def remote(name: str) -> int:
+                return MAX_STARTS + 1
+
+    worker = PoseWorker.__new__(PoseWorker)
+    worker.config = type("Config", (), {"out": tmp_path})()
+    worker.error, worker.warnings, worker.ledger = None, [], Ledger()
+    monkeypatch.setattr(ray, "get", lambda value: value)
+    status, record, error = worker._run(task)
+    assert (status, record) == ("failed", None) and f"died on each of {MAX_STARTS} attempts" in error
+    assert list((tmp_path / "shards").iterdir()) == []
+
+
+def test_merged_images_of_two_keypoint_sets_name_their_own_and_csv_shards_of_two_sets_are_refused(tmp_path):
+    """Shard 1 holds COCO images, shard 2 an image of another set first: in the merged document each image
+    whose set is not the header's carries its own ``keypoint_set``, as JsonWriter writes one document."""
+    from poseapp.distributed.plan import Plan, Task
+    from poseapp.distributed.shards import TaskRecord, merge, shard_path
+    from poseapp.errors import OutputError
+
+    tasks = (Task(0, "images-0.x", "image", ("a.jpg",)), Task(1, "images-1.x", "image", ("b.jpg", "c.jpg")))
+    header = {"schema_version": 2, "keypoint_names": []}
+    (tmp_path / "shards").mkdir()
+    image = {"width": 1, "height": 1, "instances": []}
+    shard_path(tmp_path, tasks[0], ".json").write_text(json.dumps(
+        {**header, "keypoint_set": "coco", "images": [{"image": "a.jpg", **image}], "model": "m"}))
+    shard_path(tmp_path, tasks[1], ".json").write_text(json.dumps(
+        {**header, "keypoint_set": "ap10k", "images": [{"image": "b.jpg", **image},
+                                                       {"image": "c.jpg", **image, "keypoint_set": "coco"}],
+         "model": "m"}))
+    plan = Plan("image", tasks, 3, "x")
+    records = {t.name: TaskRecord(t.name, t.order) for t in tasks}
+    merge(tmp_path, plan, records, keypoints=True, table=False)
+    doc = json.loads((tmp_path / "predictions.json").read_text())
+    assert doc["keypoint_set"] == "coco" and doc["model"] == "m"
+    assert [(i["image"], i.get("keypoint_set")) for i in doc["images"]] == [("a.jpg", None), ("b.jpg", "ap10k"),
+                                                                           ("c.jpg", None)]
+    assert list(doc["images"][1]) == ["image", "width", "height", "keypoint_set", "instances"]
+    shard_path(tmp_path, tasks[0], ".csv").write_text("source,nose_x\na.jpg,1\n")
+    shard_path(tmp_path, tasks[1], ".csv").write_text("source,snout_x\nb.jpg,1\n")
+    with pytest.raises(OutputError, match="hold two keypoint sets and cannot share one .csv file"):
+        merge(tmp_path, plan, records, keypoints=False, table=True)
+    assert not (tmp_path / "predictions.csv").exists()
+
+
+def test_an_unreadable_video_is_a_task_of_its_own_and_does_not_stop_the_plan(tmp_path):
+    from poseapp import PredictOptions
+    from poseapp.distributed import plan_tasks
+
+    make_clip(tmp_path / "good.avi", "walking", frames=30)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    plan = plan_tasks(PredictOptions(source=tmp_path, track=False, save_media=False), segment_frames=10)
+    assert [(t.output, t.start, t.stop) for t in plan.tasks] == [("broken", 0, None), ("good", 0, 10),
+                                                                  ("good", 10, 20), ("good", 20, None)]
+
+
+def test_resume_with_other_options_and_an_out_inside_a_recursive_folder_are_one_line(tmp_path):
+    from poseapp.cli import main
+
+    source = tmp_path / "clips"
+    source.mkdir()
+    make_clip(source / "walking.avi", "walking", frames=6)
+    base = [*MODEL, "--source", str(source), "--no-save", "--json", "--ray"]
+    out = tmp_path / "out"
+    (out / "shards").mkdir(parents=True)
+    (out / "shards" / "manifest.json").write_text(json.dumps({"digest": "0123456789ab", "tasks": []}))
+    for args, words in [([*base, "--out", str(out), "--resume"], "holds a run with other options"),
+                        ([*base, "--recursive", "--out", str(source / "poses")], "which --recursive walks")]:
+        result = CliRunner().invoke(main, args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code != 0 and len(lines) == 1 and words in lines[0], result.output
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["manifest.json"]
+    assert not (source / "poses").exists()

@@ -261,5 +261,8 @@ def segment_spans(frame_count: int | None, vid_stride: int, segment_frames: int)
 def _segments(video: Path, vid_stride: int, segment_frames: int) -> list[tuple[int, int | None]]:
     from poseapp.sources import VideoSource
 
-    with VideoSource(video, vid_stride=vid_stride) as source:
-        return segment_spans(source.frame_count, vid_stride, segment_frames)
+    try:
+        with VideoSource(video, vid_stride=vid_stride) as source:
+            return segment_spans(source.frame_count, vid_stride, segment_frames)
+    except SourceError:  # unreadable: one task, whose worker says why (the other videos go on)
+        return [(0, None)]

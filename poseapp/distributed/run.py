@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from poseapp.distributed.plan import DEFAULT_SEGMENT_FRAMES, DEFAULT_SHARD_SIZE, Plan, Task, plan_tasks
-from poseapp.distributed.shards import TaskRecord, merge, read_record, shard_dir, write_manifest
+from poseapp.distributed.shards import MANIFEST, SHARDS, TaskRecord, merge, read_record, shard_dir, write_manifest
 from poseapp.errors import OutputError, PoseAppError, arg, render
 from poseapp.job import RunReport
 
@@ -107,8 +107,14 @@ def run_distributed(options: "PredictOptions", cluster: RayOptions | None = None
     """
     from poseapp.sinks import next_run_dir, remove_stale_temps
 
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
+        raise PoseAppError(f"{arg('ray')} needs Ray Data, which is not installed: pip install -r requirements.txt "
+                           f"(or pip install 'ray[data]'), or drop {arg('ray')}")
     c = cluster or RayOptions()
     o = options
+    warn = _once(warn)
     report = report if report is not None else DistributedReport()
     report.source = str(o.source)
     if o.show:
@@ -122,9 +128,18 @@ def run_distributed(options: "PredictOptions", cluster: RayOptions | None = None
     report.kind, report.inputs, report.tasks = plan.kind, plan.inputs, len(plan.tasks)
     model = _check_models(o, warn)
     report.model = model
-    out = _run_dir(o, c, next_run_dir)
+    base = Path(o.out_dir).expanduser()
+    existed = base.exists()
+    out = next_run_dir(base, exist_ok=o.exist_ok or c.resume)  # resume: the folder of the run before, as given
     report.out = out
-    _check_apart(plan, out, o)
+    try:
+        _check_apart(plan, out, o)
+        if c.resume:
+            _check_resumable(out, plan)
+    except PoseAppError:
+        if (out != base or not existed) and not any(out.iterdir()):
+            out.rmdir()  # made for this run, which does not start: not left behind
+        raise
     shard_dir(out).mkdir(parents=True, exist_ok=True)
     report.stale = remove_stale_temps(_folders(out))
     records = _finished(plan, out) if c.resume else {}
@@ -138,6 +153,35 @@ def run_distributed(options: "PredictOptions", cluster: RayOptions | None = None
     finally:
         _finish(plan, o, out, model, report, records, failed)
     return report
+
+
+def _once(warn: Callable[[str], None]) -> Callable[[str], None]:
+    """``warn``, saying each text once (the driver and every worker check the same things)."""
+    said: set[str] = set()
+
+    def once(text: str) -> None:
+        if text not in said:
+            said.add(text)
+            warn(text)
+
+    return once
+
+
+def _check_resumable(out: Path, plan: Plan) -> None:
+    """Refuse ``resume`` into a folder whose manifest is another run's (other options, or another source's
+    kind): its shards would all be recomputed, and its merged files left beside the new ones."""
+    path = shard_dir(out) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return  # nothing to resume: the run starts from scratch
+    except (OSError, ValueError) as e:
+        raise OutputError(f"{arg('resume')}: cannot read '{path}' ({type(e).__name__}); run without "
+                          f"{arg('resume')} into another {arg('out_dir')}") from e
+    if not isinstance(manifest, dict) or manifest.get("digest") != plan.digest:
+        raise OutputError(f"{arg('resume')}: {out} holds a run with other options (its manifest's digest "
+                          f"{manifest.get('digest') if isinstance(manifest, dict) else None}, this run's "
+                          f"{plan.digest}); resume with the options it ran with, or run into another {arg('out_dir')}")
 
 
 def _check_models(o: "PredictOptions", warn: Callable[[str], None]) -> str:
@@ -154,13 +198,6 @@ def _check_models(o: "PredictOptions", warn: Callable[[str], None]) -> str:
     return resolved.recipe.name
 
 
-def _run_dir(o: "PredictOptions", c: RayOptions, next_run_dir: Callable[..., Path]) -> Path:
-    out = Path(o.out_dir).expanduser()
-    if c.resume:  # the folder of the run before, as given
-        return next_run_dir(out, exist_ok=True)
-    return next_run_dir(out, exist_ok=o.exist_ok)
-
-
 def _folders(out: Path) -> list[Path]:
     return [out, shard_dir(out), *(p for p in out.rglob("*") if p.is_dir() and p != shard_dir(out))]
 
@@ -171,18 +208,22 @@ def _check_apart(plan: Plan, out: Path, o: "PredictOptions") -> None:
 
     inputs = [*plan.input_files, *(Path(p) for p in (o.boxes_file, o.pose_model) if p and Path(p).is_file())]
     out_real = Path(os.path.realpath(out))
+    merged = ["predictions.json", "predictions.csv", "predictions.parquet"] if plan.kind == "image" else \
+        [f"{t.output}{suffix}" for t in plan.tasks for suffix in (".jsonl", ".csv", ".parquet")]
     for original in inputs:
         real = Path(os.path.realpath(original))
         if o.save_media and (real.parent == out_real or out_real in real.parents) and _media_name_clash(
                 plan, out, original):
             raise OutputError(f"{arg('out_dir')} {out} would overwrite the input '{original}' with its annotated "
                               f"copy; choose an {arg('out_dir')} outside the inputs' folder")
-        for name in ("predictions.json", "predictions.csv", "predictions.parquet"):
-            if same_file(out / name, original):
-                raise OutputError(f"{arg('out_dir')} {out} would overwrite the input '{original}'; choose another "
-                                  f"{arg('out_dir')}")
-    if o.recursive and plan.root is not None and Path(os.path.realpath(plan.root)) in (out_real, *out_real.parents):
-        raise OutputError(f"{arg('out_dir')} {out} lies inside '{plan.root}', which {arg('recursive')} walks: the "
+        if real == out_real / SHARDS or out_real / SHARDS in real.parents or any(
+                same_file(out / name, original) for name in merged):
+            raise OutputError(f"{arg('out_dir')} {out} would overwrite the input '{original}'; choose another "
+                              f"{arg('out_dir')}")
+    source = Path(str(o.source)).expanduser()
+    walked = plan.root if plan.kind == "image" else source if source.is_dir() else None
+    if o.recursive and walked is not None and Path(os.path.realpath(walked)) in (out_real, *out_real.parents):
+        raise OutputError(f"{arg('out_dir')} {out} lies inside '{walked}', which {arg('recursive')} walks: the "
                           f"outputs would be read as inputs next time; choose an {arg('out_dir')} outside it")
 
 
@@ -267,20 +308,31 @@ def _connect(c: RayOptions, verbose: bool) -> _Connection:
     if ray.is_initialized():
         return _Connection(started=False)
     quiet = logging.INFO if verbose else logging.ERROR
-    if not verbose:  # the core worker's C++ log (notes on actor restarts) on stderr: only what ends the run
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = dict(runtime_env=_runtime_env(c), logging_level=quiet, log_to_driver=verbose,
                                   configure_logging=True, include_dashboard=False)
     if c.address is None:
         kwargs["num_cpus"] = c.num_cpus or os.cpu_count() or 1
-    try:
-        with _stderr_silenced(not verbose):  # the C++ core's start-up notes, printed whatever the level
+    try:  # the C++ core's start-up notes, printed whatever the level, and its log (notes on actor restarts):
+        # only what ends the run; the processes Ray starts now keep that level, this one's environment not
+        with _stderr_silenced(not verbose), _environ({} if verbose else {"RAY_BACKEND_LOG_LEVEL": "fatal"}):
             ray.init(address=c.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {c.address}" if c.address else "a local Ray instance"
         raise PoseAppError(f"cannot start {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
                            f"(check {arg('ray_address')}, or `ray status` on the head node)") from e
     return _Connection(started=True)
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ for the block (a value the user set stays), then as before."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 @contextmanager
@@ -335,7 +387,7 @@ def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions,
         name = f"poseapp-ledger-{uuid.uuid4().hex[:12]}"
         ledger = ray.remote(num_cpus=0)(Ledger).options(name=name, namespace=namespace).remote()
         worker_options = replace(o, threads=o.threads or shape.threads, out_dir=str(out))
-        config = WorkerConfig(options=worker_options, out=out.resolve(), plan_kind=plan.kind, root=plan.root,
+        config = WorkerConfig(options=worker_options, out=out.resolve(), cwd=os.getcwd(), root=plan.root,
                               image_spec=plan.image_spec, device="cuda" if shape.gpus > 0 else "cpu",
                               meta={"model": model}, ledger=name, namespace=namespace)
         dataset = ray.data.from_items([t.to_row() for t in todo], override_num_blocks=len(todo))
@@ -344,7 +396,7 @@ def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions,
                                      num_cpus=shape.cpus, num_gpus=shape.gpus or None)
         warned: set[str] = set()
         with tqdm(total=len(todo), unit="task", dynamic_ncols=True, leave=False) as bar:
-            for row in _rows(mapped):
+            for row in mapped.iter_rows():
                 name_ = str(row["name"])
                 if row["status"] == "fatal":
                     raise PoseAppError(str(row["error"]))
@@ -370,11 +422,6 @@ def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions,
                 pass
         if connection.started:
             ray.shutdown()
-
-
-def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
-    """The dataset's rows as they come (a user error inside Ray Data is raised as its own cause)."""
-    yield from dataset.iter_rows()
 
 
 def _count(report: DistributedReport, record: TaskRecord) -> None:
@@ -413,5 +460,6 @@ def _finish(plan: Plan, o: "PredictOptions", out: Path, model: str, report: Dist
             else:
                 state.setdefault(path, "done")
     report.failures = failures
+    report.inputs = len(state)  # a path listed twice is one input
     report.done_inputs = sum(1 for s in state.values() if s == "done")
     report.failed_inputs = sum(1 for s in state.values() if s == "failed")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable
 
+from poseapp.errors import OutputError
 from poseapp.sinks.files import atomic_write
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ def write_record(out: Path, task: "Task", record: TaskRecord) -> None:
     """Commit ``task``: its record, written atomically after its shards."""
     text = json.dumps(asdict(record))
     atomic_write(shard_path(out, task, ".done.json"), lambda f: f.write(text.encode()))
+
+
+SHARD_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+
+
+def discard(out: Path, task: "Task") -> None:
+    """Remove ``task``'s record, then its shards: what an attempt before left (a record of a run with other
+    inputs under this name, shards of a failed attempt) can then neither vouch for this attempt nor join it."""
+    shard_path(out, task, ".done.json").unlink(missing_ok=True)
+    for suffix in SHARD_SUFFIXES:
+        shard_path(out, task, suffix).unlink(missing_ok=True)
 
 
 def read_record(out: Path, task: "Task") -> TaskRecord | None:
@@ -161,12 +173,19 @@ def _merged_file(path: Path, shards: list[Path], concat: Any) -> list[Path]:
 
 def _merge_lines(header: int) -> Any:
     """Concatenate line files, keeping the first ``header`` lines of the first one only (JSON Lines' header,
-    a CSV's column names)."""
+    a CSV's column names); shards whose header lines differ (two keypoint sets) cannot share a file."""
 
     def write(f: IO[bytes], shards: list[Path]) -> None:
+        first: list[bytes] = []
         for n, shard in enumerate(shards):
             with open(shard, "rb") as lines:
                 for i, line in enumerate(lines):
+                    if i < header:
+                        if n == 0:
+                            first.append(line)
+                        elif line != first[i]:
+                            raise OutputError(f"shards '{shards[0].name}' and '{shard.name}' hold two keypoint sets "
+                                              f"and cannot share one {shard.suffix} file: run each model apart")
                     if i >= header or n == 0:
                         f.write(line)
 
@@ -185,8 +204,21 @@ def _merge_documents(f: IO[bytes], shards: list[Path]) -> None:
     f.write(json.dumps(header)[:-1].encode() + b', "images": [')
     n = 0
     for shard in shards:
-        images = first["images"] if shard == shards[0] else json.loads(shard.read_text())["images"]
-        for image in images:
+        doc = first if shard == shards[0] else json.loads(shard.read_text())
+        for image in doc["images"]:
+            image = _own_set(image, doc["keypoint_set"], header["keypoint_set"])
             f.write((", " if n else "").encode() + json.dumps(image).encode())
             n += 1
     f.write(b"]" + (b", " + json.dumps(meta)[1:].encode() if meta else b"}"))
+
+
+def _own_set(image: dict[str, Any], shard_set: str, merged_set: str) -> dict[str, Any]:
+    """An image entry of a shard whose header names ``shard_set``, for a document whose header names
+    ``merged_set``: it carries ``keypoint_set`` (before ``instances``, as JsonWriter places it) exactly when
+    its set differs from the merged header's."""
+    own = image.get("keypoint_set", shard_set)
+    entry = {k: v for k, v in image.items() if k not in ("keypoint_set", "instances")}
+    if own != merged_set:
+        entry["keypoint_set"] = own
+    entry["instances"] = image["instances"]
+    return entry

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poseapp.distributed.plan import Task
-from poseapp.distributed.shards import TaskRecord, keypoint_suffix, shard_path, write_record
+from poseapp.distributed.shards import TaskRecord, discard, keypoint_suffix, shard_path, write_record
 from poseapp.errors import PoseAppError
 
 if TYPE_CHECKING:
@@ -33,15 +33,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_STARTS = 3  # a task that took its worker down this many times fails instead of being given out again
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
     """What every worker of a run shares: the options, where the run writes, the plan's image naming, the
-    device its models load on, the keypoint files' header fields and the name of the run's ledger."""
+    device its models load on, the keypoint files' header fields, the name of the run's ledger and the
+    driver's working directory (relative paths in the options and the tasks are read from it)."""
 
     options: "PredictOptions"
     out: Path
-    plan_kind: str
+    cwd: str
     root: Path | None
     image_spec: str
     device: str
@@ -56,7 +59,7 @@ class Ledger:
     def __init__(self) -> None:
         self.starts: dict[str, int] = {}
 
-    def started(self, name: str, pid: int) -> int:
+    def started(self, name: str) -> int:
         self.starts[name] = self.starts.get(name, 0) + 1
         return self.starts[name]
 
@@ -79,10 +82,15 @@ class PoseWorker:
         self.warnings: list[str] = []
         self.error: str | None = None
         self.ledger = ray.get_actor(c.ledger, namespace=c.namespace)
+        if os.path.isdir(c.cwd):  # this node sees the driver's folder (this machine, a shared file system)
+            os.chdir(c.cwd)
         try:
             self.estimator, self.detector = build_models(c.options, c.device, self._warn)
         except PoseAppError as e:  # every task reports it; the driver stops the run with it
             self.error = str(e.args[0]) if e.args else str(e)
+        except Exception as e:  # a bug, or a broken install on this node: one line too
+            log.error("loading the models: %s", traceback.format_exc())
+            self.error = f"a worker cannot load the models: {type(e).__name__}: {e}"
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -104,18 +112,23 @@ class PoseWorker:
 
         if self.error is not None:
             return "fatal", None, self.error
-        ray.get(self.ledger.started.remote(task.name, os.getpid()))
+        starts = ray.get(self.ledger.started.remote(task.name))
+        discard(self.config.out, task)
+        if starts > MAX_STARTS:
+            return "failed", None, f"its worker died on each of {MAX_STARTS} attempts (out of memory, a crash)"
         start = time.perf_counter()
         try:
             record = run_task(task, self.config, self.estimator, self.detector, self._warn)
+            record.seconds = time.perf_counter() - start
+            record.warnings = list(self.warnings)
+            write_record(self.config.out, task, record)
         except PoseAppError as e:
+            discard(self.config.out, task)  # what the writers published of it
             return "failed", None, str(e.args[0]) if e.args else str(e)
         except Exception as e:  # a bug or a broken file: this task fails, the others go on
             log.error("task %s: %s", task.name, traceback.format_exc())
+            discard(self.config.out, task)
             return "failed", None, f"{type(e).__name__}: {e}"
-        record.seconds = time.perf_counter() - start
-        record.warnings = list(self.warnings)
-        write_record(self.config.out, task, record)
         return "done", record, ""
 
 

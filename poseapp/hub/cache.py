@@ -110,7 +110,8 @@ def _fetched_meanwhile(dest: Path, sha256_prefix: str | None) -> bool:
 def _fetching(dest: Path) -> Iterator[None]:
     """Hold ``<dest>.lock`` (an exclusive ``flock``) while ``dest`` is fetched, so processes sharing a cache
     download a file once (those waiting find it in the cache); where the folder cannot hold the lock
-    (read-only, no flock), nothing is held. The lock file is removed when the fetch ends."""
+    (read-only, no flock), nothing is held. The lock file is removed when the fetch ends; a process that
+    waited on a lock file removed meanwhile locks the new one instead (else two fetches could run at once)."""
     try:
         import fcntl
     except ImportError:  # Windows: no flock; concurrent fetches then each download (still atomically)
@@ -119,15 +120,27 @@ def _fetching(dest: Path) -> Iterator[None]:
     lock = dest.with_name(dest.name + ".lock")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock, "a")
     except OSError:
         yield  # the download reports the unwritable folder
         return
-    with handle:
+    while True:
+        try:
+            handle = open(lock, "a")
+        except OSError:
+            yield
+            return
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError as e:  # a file system without locks (some network mounts)
             log.debug("cannot lock %s: %s", lock, e)
+            break
+        try:
+            if os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino:
+                break  # the lock file that is there now is the one held
+        except FileNotFoundError:
+            pass
+        handle.close()  # removed by the process that held it: lock the one there now
+    with handle:
         try:
             yield
         finally:  # removed while held: a later fetch finds the file before it looks for the lock

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from poseapp.errors import PoseAppError, arg
 from poseapp.results import FrameResult
 from poseapp.sinks.files import Closing, atomic_write
 
@@ -37,6 +38,11 @@ class ParquetWriter(Closing):
     needs_image = False
 
     def __init__(self, path: Path) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:  # a clear line now, not an ImportError at the end
+            raise PoseAppError(f"{arg('parquet')} needs pyarrow, which is not installed: pip install -r "
+                               f"requirements.txt (or pip install pyarrow), or drop {arg('parquet')}")
         self.path = Path(path)
         self._columns: dict[str, list] = {name: [] for name in COLUMNS}
         self._names: tuple[str, ...] | None = None

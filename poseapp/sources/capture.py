@@ -154,6 +154,10 @@ class VideoSource(_CaptureSource):
                 ts = n / self.fps if self.fps else None
                 yielded += 1
                 yield Frame(image=image, source=self.name, index=n, timestamp=ts, kind="video")
+            if yielded == 0 and self.start and self._ended_at is not None and self._ended_at <= self.start:
+                # a segment past the real end: the header counted frames the file does not hold
+                self._fail(self.name, f"video ended early at frame {self._ended_at} of {self.frame_count}")
+                return
             if yielded == 0:
                 where = f" from frame {self.start}" if self.start else ""
                 raise SourceError(f"video '{self.path}' holds no frame OpenCV can decode{where}; re-encode it (e.g. "
