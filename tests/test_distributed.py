@@ -337,8 +337,9 @@ def test_a_model_the_workers_cannot_load_stops_the_run_in_one_line(tmp_path):
 
 
 def test_a_segment_past_the_real_end_reads_nothing_and_says_the_video_ended_early(tmp_path):
-    """A header that counts more frames than the file holds gives segments past the end: they end early
-    (as a single-process run says of the whole video), instead of failing their task."""
+    """A segment that starts past a video's real end (planned from a header that counts more frames than the
+    file holds; here simply asked for past a true header) reads nothing and says the video ended early, as a
+    single-process run says of the whole video, instead of failing its task."""
     from poseapp.sources import VideoSource
 
     clip = make_clip(tmp_path / "short.avi", "walking", frames=10)[0]
@@ -440,9 +441,22 @@ def test_resume_with_other_options_and_an_out_inside_a_recursive_folder_are_one_
     (out / "shards").mkdir(parents=True)
     (out / "shards" / "manifest.json").write_text(json.dumps({"digest": "0123456789ab", "tasks": []}))
     for args, words in [([*base, "--out", str(out), "--resume"], "holds a run with other options"),
-                        ([*base, "--recursive", "--out", str(source / "poses")], "which --recursive walks")]:
+                        ([*MODEL, "--source", str(source), "--json", "--ray", "--recursive", "--out",
+                          str(source / "poses")],
+                         "which --recursive walks")]:  # annotated copies of the videos would be read next time
         result = CliRunner().invoke(main, args)
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code != 0 and len(lines) == 1 and words in lines[0], result.output
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["manifest.json"]
     assert not (source / "poses").exists()
+    from poseapp import PredictOptions
+    from poseapp.distributed import plan_tasks
+    from poseapp.distributed.run import _check_apart, _check_resumable
+    from poseapp.errors import OutputError
+
+    options = PredictOptions(source=source, recursive=True, track=False, save_media=False)
+    plan = plan_tasks(options)
+    _check_apart(plan, source / "poses", options)  # without the annotated copies, nothing there is read again
+    (out / "shards" / "manifest.json").write_text(json.dumps({"digest": plan.digest, "kind": "image"}))
+    with pytest.raises(OutputError, match="holds a run of images, this source is of videos"):
+        _check_resumable(out, plan)  # the digest is the options', the same for a folder of images

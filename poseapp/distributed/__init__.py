@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from poseapp.distributed.plan import Plan, Task, plan_tasks
-from poseapp.distributed.run import DistributedReport, RayOptions, pool_shape, run_distributed
+from poseapp.distributed.cluster import RayOptions, pool_shape
+from poseapp.distributed.run import DistributedReport, run_distributed
 
 __all__ = ["DistributedReport", "Plan", "RayOptions", "Task", "plan_tasks", "pool_shape", "run_distributed"]

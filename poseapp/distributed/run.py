@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
-from poseapp.distributed.plan import DEFAULT_SEGMENT_FRAMES, DEFAULT_SHARD_SIZE, Plan, Task, plan_tasks
+from poseapp.distributed.cluster import RayOptions, connect, pool_shape, quiet_ray_data
+from poseapp.distributed.plan import Plan, Task, plan_tasks
 from poseapp.distributed.shards import MANIFEST, SHARDS, TaskRecord, merge, read_record, shard_dir, write_manifest
 from poseapp.errors import OutputError, PoseAppError, arg, render
 from poseapp.job import RunReport
@@ -32,47 +31,6 @@ if TYPE_CHECKING:
     from poseapp.job import PredictOptions
 
 log = logging.getLogger(__name__)
-
-READ_RESERVE_CPUS = 0.5  # CPUs left free on a local machine for Ray Data's reading and the driver
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide a distributed run goes (``python infer.py predict --ray`` and its flags).
-
-    Attributes:
-        address: a running cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None starts a local Ray
-            instance on this machine for the run (or uses the one this process already started).
-        workers: actors, each with one detector and one pose model; None: one per GPU slot with
-            ``gpus_per_worker``, else one per two CPUs of the cluster.
-        gpus_per_worker: GPUs each actor takes (fractions share one); 0: the CPU.
-        cpus_per_worker: CPUs each actor takes; None: the cluster's CPUs shared out, less half a CPU kept for
-            reading (fractional on a small machine). Also its pose network's threads unless ``threads`` is set.
-        shard_size: images per task (and per shard).
-        segment_frames: frames per task of a long video, where its frames may be split (no tracking, no
-            ``det_every``, no smoothing, no annotated video).
-        resume: skip the tasks a run before finished (same options, same inputs) in ``out_dir`` itself.
-        num_cpus: CPUs of a local instance (None: this machine's).
-    """
-
-    address: str | None = None
-    workers: int | None = None
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float | None = None
-    shard_size: int = DEFAULT_SHARD_SIZE
-    segment_frames: int = DEFAULT_SEGMENT_FRAMES
-    resume: bool = False
-    num_cpus: int | None = None
-
-    def __post_init__(self) -> None:
-        checks = (("workers", self.workers is None or (isinstance(self.workers, int) and self.workers >= 1), ">= 1"),
-                  ("gpus_per_worker", self.gpus_per_worker >= 0, ">= 0"),
-                  ("cpus_per_worker", self.cpus_per_worker is None or self.cpus_per_worker > 0, "above 0"),
-                  ("shard_size", isinstance(self.shard_size, int) and self.shard_size >= 1, ">= 1"),
-                  ("segment_frames", isinstance(self.segment_frames, int) and self.segment_frames >= 1, ">= 1"))
-        for name, ok, rule in checks:
-            if not ok:
-                raise PoseAppError(f"{arg(name)} must be {rule} (got {getattr(self, name)!r})")
 
 
 @dataclass
@@ -137,8 +95,11 @@ def run_distributed(options: "PredictOptions", cluster: RayOptions | None = None
         if c.resume:
             _check_resumable(out, plan)
     except PoseAppError:
-        if (out != base or not existed) and not any(out.iterdir()):
-            out.rmdir()  # made for this run, which does not start: not left behind
+        try:
+            if (out != base or not existed) and not any(out.iterdir()):
+                out.rmdir()  # made for this run, which does not start: not left behind
+        except OSError:
+            pass  # the refusal is what the user needs to read
         raise
     shard_dir(out).mkdir(parents=True, exist_ok=True)
     report.stale = remove_stale_temps(_folders(out))
@@ -182,6 +143,9 @@ def _check_resumable(out: Path, plan: Plan) -> None:
         raise OutputError(f"{arg('resume')}: {out} holds a run with other options (its manifest's digest "
                           f"{manifest.get('digest') if isinstance(manifest, dict) else None}, this run's "
                           f"{plan.digest}); resume with the options it ran with, or run into another {arg('out_dir')}")
+    if manifest.get("kind", plan.kind) != plan.kind:
+        raise OutputError(f"{arg('resume')}: {out} holds a run of {manifest['kind']}s, this source is of "
+                          f"{plan.kind}s; resume with the source it ran on, or run into another {arg('out_dir')}")
 
 
 def _check_models(o: "PredictOptions", warn: Callable[[str], None]) -> str:
@@ -220,8 +184,8 @@ def _check_apart(plan: Plan, out: Path, o: "PredictOptions") -> None:
                 same_file(out / name, original) for name in merged):
             raise OutputError(f"{arg('out_dir')} {out} would overwrite the input '{original}'; choose another "
                               f"{arg('out_dir')}")
-    source = Path(str(o.source)).expanduser()
-    walked = plan.root if plan.kind == "image" else source if source.is_dir() else None
+    source = Path(str(o.source)).expanduser()  # images: as a single-process run; videos: only their annotated
+    walked = plan.root if plan.kind == "image" else source if source.is_dir() and o.save_media else None  # copies
     if o.recursive and walked is not None and Path(os.path.realpath(walked)) in (out_real, *out_real.parents):
         raise OutputError(f"{arg('out_dir')} {out} lies inside '{walked}', which {arg('recursive')} walks: the "
                           f"outputs would be read as inputs next time; choose an {arg('out_dir')} outside it")
@@ -249,122 +213,6 @@ def _finished(plan: Plan, out: Path) -> dict[str, TaskRecord]:
 # ---------------------------------------------------------------------------------------------- the cluster
 
 
-@dataclass(frozen=True)
-class Shape:
-    """How the pool is laid out on the cluster: actors, and the CPUs, GPUs and threads of each."""
-
-    workers: int
-    cpus: float
-    gpus: float
-    threads: int
-
-
-def pool_shape(c: RayOptions, cluster_cpus: float, cluster_gpus: float, tasks: int) -> Shape:
-    """The actor pool for ``tasks`` on a cluster of ``cluster_cpus`` CPUs and ``cluster_gpus`` GPUs: at most
-    one actor per task; CPUs shared out less READ_RESERVE_CPUS (so reading is not starved); threads the
-    whole CPUs an actor has (at least 1)."""
-    if c.gpus_per_worker > 0:
-        if cluster_gpus < c.gpus_per_worker:
-            raise PoseAppError(f"{arg('gpus_per_worker')} {c.gpus_per_worker:g}: the cluster has {cluster_gpus:g} "
-                               f"GPU(s); lower it, or drop it to run on the CPUs")
-        workers = c.workers or max(1, int(cluster_gpus // c.gpus_per_worker))
-    else:
-        workers = c.workers or max(1, int(cluster_cpus // 2))
-    workers = max(1, min(workers, tasks))
-    cpus = c.cpus_per_worker
-    if cpus is None:
-        cpus = max(0.25, (cluster_cpus - READ_RESERVE_CPUS) / workers)
-        if c.gpus_per_worker > 0:
-            cpus = min(cpus, 4.0)  # a GPU worker's CPUs decode and crop; more would idle
-        cpus = math.floor(cpus * 100) / 100
-    if cpus * workers > cluster_cpus:
-        raise PoseAppError(f"{workers} worker(s) x {cpus:g} CPUs is more than the cluster's {cluster_cpus:g}: "
-                           f"lower {arg('workers')} or {arg('cpus_per_worker')}")
-    return Shape(workers, cpus, c.gpus_per_worker, max(1, round(cpus)))
-
-
-@dataclass
-class _Connection:
-    started: bool  # this run started the Ray instance (and stops it)
-
-
-def _runtime_env(c: RayOptions) -> dict[str, Any]:
-    """The workers' environment: the weights cache and mirror settings, and poseapp's own code (``py_modules``),
-    so every worker runs the driver's version whether or not it is installed where it runs."""
-    import poseapp
-    from poseapp.hub.cache import cache_dir
-
-    env = {k: v for k, v in os.environ.items() if k.startswith("POSEAPP_")}
-    if c.address is None:  # this machine: the same cache, by absolute path
-        env["POSEAPP_HOME"] = str(cache_dir().expanduser().resolve())
-    # poseapp's code travels with the job: a worker started outside the checkout (another folder, another node)
-    # imports the driver's poseapp whether or not it is installed there
-    return {"env_vars": env, "py_modules": [str(Path(poseapp.__file__).parent)]}
-
-
-def _connect(c: RayOptions, verbose: bool) -> _Connection:
-    import ray
-
-    if ray.is_initialized():
-        return _Connection(started=False)
-    quiet = logging.INFO if verbose else logging.ERROR
-    kwargs: dict[str, Any] = dict(runtime_env=_runtime_env(c), logging_level=quiet, log_to_driver=verbose,
-                                  configure_logging=True, include_dashboard=False)
-    if c.address is None:
-        kwargs["num_cpus"] = c.num_cpus or os.cpu_count() or 1
-    try:  # the C++ core's start-up notes, printed whatever the level, and its log (notes on actor restarts):
-        # only what ends the run; the processes Ray starts now keep that level, this one's environment not
-        with _stderr_silenced(not verbose), _environ({} if verbose else {"RAY_BACKEND_LOG_LEVEL": "fatal"}):
-            ray.init(address=c.address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"the Ray cluster at {c.address}" if c.address else "a local Ray instance"
-        raise PoseAppError(f"cannot start {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
-                           f"(check {arg('ray_address')}, or `ray status` on the head node)") from e
-    return _Connection(started=True)
-
-
-@contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in os.environ for the block (a value the user set stays), then as before."""
-    added = {k: v for k, v in values.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
-@contextmanager
-def _stderr_silenced(silence: bool) -> Iterator[None]:
-    """File descriptor 2 to /dev/null for the block (what C++ libraries print there), then back."""
-    if not silence:
-        yield
-        return
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _quiet_ray_data(verbose: bool) -> None:
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = verbose
-    ctx.print_on_execution_start = verbose
-    ctx.enable_auto_log_stats = False
-    for name in ("ray.data", "ray"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
-
-
 def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions, out: Path, model: str,
                report: DistributedReport, records: dict[str, TaskRecord], failed: dict[str, str],
                warn: Callable[[str], None]) -> None:
@@ -376,10 +224,10 @@ def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions,
     from poseapp.distributed.worker import Ledger, WorkerConfig, worker_class
 
     verbose = log.isEnabledFor(logging.DEBUG)
-    connection = _connect(c, verbose)
+    connection = connect(c, verbose)
     ledger = None
     try:
-        _quiet_ray_data(verbose)
+        quiet_ray_data(verbose)
         resources = ray.cluster_resources()
         shape = pool_shape(c, float(resources.get("CPU", 0)), float(resources.get("GPU", 0)), len(todo))
         report.workers = shape.workers

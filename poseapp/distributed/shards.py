@@ -110,7 +110,8 @@ def write_manifest(out: Path, plan: "Plan", records: dict[str, TaskRecord], *, s
             entry["reason"] = failed[task.name]
         tasks.append(entry)
     doc = {"manifest_version": MANIFEST_VERSION, "poseapp": __version__, "source": source, "model": model,
-           "digest": plan.digest, "retried": retried, "outputs": [str(p) for p in outputs], "tasks": tasks}
+           "kind": plan.kind, "digest": plan.digest, "retried": retried, "outputs": [str(p) for p in outputs],
+           "tasks": tasks}
     atomic_write(shard_dir(out) / MANIFEST, lambda f: f.write(json.dumps(doc, indent=1).encode()))
 
 

@@ -90,7 +90,7 @@ class PoseWorker:
             self.error = str(e.args[0]) if e.args else str(e)
         except Exception as e:  # a bug, or a broken install on this node: one line too
             log.error("loading the models: %s", traceback.format_exc())
-            self.error = f"a worker cannot load the models: {type(e).__name__}: {e}"
+            self.error = f"a worker cannot load the models: {type(e).__name__}: {_one_line(e)}"
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -128,8 +128,13 @@ class PoseWorker:
         except Exception as e:  # a bug or a broken file: this task fails, the others go on
             log.error("task %s: %s", task.name, traceback.format_exc())
             discard(self.config.out, task)
-            return "failed", None, f"{type(e).__name__}: {e}"
+            return "failed", None, f"{type(e).__name__}: {_one_line(e)}"
         return "done", record, ""
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's text on one line (a traceback-like message, an OpenCV error, ...)."""
+    return " ".join(str(e).split())
 
 
 def task_source(task: Task, c: WorkerConfig) -> "Source":
