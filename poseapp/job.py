@@ -382,6 +382,7 @@ def stream_into(pipeline: "Pipeline", source: "Source", outputs: "Outputs", o: P
     """Every frame of ``source`` through ``pipeline`` into ``outputs`` (drawn as ``o`` says when a writer or
     the window takes the picture), counted into ``report`` once written; ``progress(1)`` after each frame."""
     from poseapp.drawing import draw
+    from poseapp.interrupts import atomic
 
     results = pipeline(source)  # closed below: its threads stop before the caller closes the source
     seen: set[int] = set()
@@ -391,16 +392,17 @@ def stream_into(pipeline: "Pipeline", source: "Source", outputs: "Outputs", o: P
             if outputs.needs_image or window is not None:
                 annotated = draw(result.frame.image, result.poses, kpt_thr=o.kpt_thr, radius=o.radius,
                                  thickness=o.thickness, draw_bbox=o.draw_bbox, color_by=o.color_by)
-            outputs.write(result, annotated)
-            # counted once written: a run stopped now reports what its files hold
-            report.frames += 1
-            report.detector_frames += result.detected
-            report.instances += len(result)
-            report.pose_time += result.timings.get("pose", 0.0)
-            report.det_time += result.timings.get("detect", 0.0)
-            if result.track_ids is not None:
-                seen.update(result.track_ids[result.track_ids >= 0].tolist())
-                report.tracks = len(seen)
+            with atomic():  # a signal waits for the frame to be in every file, and counted
+                outputs.write(result, annotated)
+                # counted once written: a run stopped now reports what its files hold
+                report.frames += 1
+                report.detector_frames += result.detected
+                report.instances += len(result)
+                report.pose_time += result.timings.get("pose", 0.0)
+                report.det_time += result.timings.get("detect", 0.0)
+                if result.track_ids is not None:
+                    seen.update(result.track_ids[result.track_ids >= 0].tolist())
+                    report.tracks = len(seen)
             if progress is not None:
                 progress(1)
             if window is not None and not window.show(annotated):

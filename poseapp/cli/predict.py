@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -194,12 +193,13 @@ def predict(**opts: Any) -> None:
     """
     configure_logging(opts["verbose"])
     from poseapp.errors import PoseAppError
+    from poseapp.interrupts import Terminated, ending_signals
     from poseapp.job import RunReport, run_predict
 
     distributed = opts["ray"] or opts["ray_address"] is not None
     report = RunReport()
     try:
-        with _signals_end_like_ctrl_c():
+        with ending_signals():
             try:
                 options = predict_options(opts)
                 if distributed:
@@ -279,41 +279,6 @@ def predict_options(opts: dict[str, Any]) -> "PredictOptions":
 def _flags() -> dict[str, str]:
     """Each PredictOptions field an error may name -> the flag that sets it (``--boxes`` for boxes_file)."""
     return {**option_flags(predict), "flip_test": "--no-flip", "save_media": "--no-save", "no_track": "--no-track"}
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived: unwinds like KeyboardInterrupt, so every writer finalises what it has."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-_END_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-@contextmanager
-def _signals_end_like_ctrl_c() -> Iterator[None]:
-    """While a run goes on, SIGTERM (kill, docker stop, timeout) and SIGHUP (a closed terminal) raise
-    Terminated; repeats are ignored while the outputs are finalised. Outside the main thread (where
-    Python cannot take signals) nothing changes."""
-
-    def handler(signum: int, frame: object) -> None:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Terminated(signum)
-
-    try:  # a signal already ignored (SIGHUP under nohup) stays ignored
-        previous = {sig: signal.signal(sig, handler) for sig in _END_SIGNALS
-                    if signal.getsignal(sig) is not signal.SIG_IGN}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _summary(report: "RunReport", opts: dict[str, Any]) -> None:
