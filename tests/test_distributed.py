@@ -336,6 +336,16 @@ def test_a_model_the_workers_cannot_load_stops_the_run_in_one_line(tmp_path):
 # ------------------------------------------------------------------------------------------- edges (no Ray)
 
 
+def test_a_workers_error_of_many_lines_is_one():
+    """An error whose text spans lines (ONNX Runtime's, a library's traceback-like message) is one line in the
+    summary's failure list, as every other failure."""
+    from poseapp.distributed.worker import _one_line
+
+    error = RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :\n  Got invalid dimensions for input\n"
+                         "\tindex: 2\n")
+    assert _one_line(error) == "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input index: 2"
+
+
 def test_a_segment_past_the_real_end_reads_nothing_and_says_the_video_ended_early(tmp_path):
     """A segment that starts past a video's real end (planned from a header that counts more frames than the
     file holds; here simply asked for past a true header) reads nothing and says the video ended early, as a

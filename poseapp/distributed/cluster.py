@@ -56,7 +56,6 @@ class RayOptions:
                 raise PoseAppError(f"{arg(name)} must be {rule} (got {getattr(self, name)!r})")
 
 
-
 @dataclass(frozen=True)
 class Shape:
     """How the pool is laid out on the cluster: actors, and the CPUs, GPUs and threads of each."""
