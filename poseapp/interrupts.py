@@ -3,21 +3,17 @@
 ``ending_signals()`` (the command line's predict) turns SIGINT into KeyboardInterrupt and SIGTERM (kill, docker
 stop, timeout) and SIGHUP (a closed terminal) into ``Terminated``, each unwinding so every writer finalises what
 it has. Inside ``atomic()`` (one frame written to every writer, and counted) a signal waits for the block's
-end, so the files of a stopped run agree frame for frame. ``iterate_apart`` draws a library's iterator in a
-thread of its own, so a signal lands in poseapp's loop and not in the library's code, which may drop it.
+end, so the files of a stopped run agree frame for frame; a second Ctrl-C cuts it (a write that hangs).
 
 Outside the main thread, where Python cannot take signals, nothing changes; without ``ending_signals`` (a
 program using the API), Python's own Ctrl-C handler stays and ``atomic`` only nests.
 """
 from __future__ import annotations
 
-import queue
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterable, Iterator, TypeVar
-
-T = TypeVar("T")
+from typing import Iterator
 
 _ENDING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -44,9 +40,10 @@ def _handler(signum: int, frame: object) -> None:
         for sig in _ENDING:
             if sig != signal.SIGINT and signal.getsignal(sig) is _handler:
                 signal.signal(sig, signal.SIG_IGN)
-    if _State.depth:
-        _State.pending = _State.pending or signum
+    if _State.depth and not (signum == signal.SIGINT and _State.pending == signal.SIGINT):
+        _State.pending = _State.pending or signum  # a second Ctrl-C cuts the block (a write that hangs)
         return
+    _State.pending = None
     raise _exception(signum)
 
 
@@ -66,6 +63,7 @@ def ending_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        _State.pending = None  # one the run ended without raising (its own error came first) ends with it
 
 
 @contextmanager
@@ -77,42 +75,12 @@ def atomic() -> Iterator[None]:
     _State.depth += 1
     try:
         yield
-    finally:
+    except BaseException:
         _State.depth -= 1
+        if _State.depth == 0:
+            _State.pending = None  # the block's own error ends the run
+        raise
+    _State.depth -= 1
     if _State.depth == 0 and _State.pending is not None:
         signum, _State.pending = _State.pending, None
         raise _exception(signum)
-
-
-def iterate_apart(items: Iterable[T], name: str) -> Iterator[T]:
-    """``items`` drawn in a thread of their own (``name``) and yielded in the caller's: a signal then lands
-    in this loop's wait, never inside the library code that produces them (Ray Data's, whose callbacks can
-    drop the exception). Closing the generator stops the drawing after the item in hand."""
-    box: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    done = object()
-
-    def draw() -> None:
-        try:
-            for item in items:
-                box.put((item, None))
-                if stop.is_set():
-                    return
-            box.put((done, None))
-        except BaseException as e:  # given to the caller, which raises it
-            box.put((done, e))
-
-    threading.Thread(target=draw, name=name, daemon=True).start()
-    try:
-        while True:
-            try:
-                item, error = box.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()

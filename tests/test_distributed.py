@@ -7,7 +7,8 @@ the real int8 YOLOv8n detector and the trained Ultralight pose network.
 - A long video split into segments (``--no-track``) keeps the whole file's frame indices and timestamps.
 - A worker killed mid-task (SIGKILL of the process writing a shard) is retried by Ray: the outputs are
   complete, nothing is written twice, and the summary counts the retry.
-- ``--resume`` after a run stopped half-way (SIGINT to the driver) runs only the tasks that were not done.
+- ``--resume`` after a run stopped half-way (SIGTERM to the driver) runs only the tasks that were not done.
+- A Ctrl-C or SIGTERM in a program's own Ray ends the run at once and no task begins after it.
 - Planning (tasks, digests, segments, the pool's shape) and the one-line errors, without Ray.
 """
 from __future__ import annotations
@@ -204,7 +205,8 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_is_lost_or_doubled(loca
 
 
 def test_resume_after_an_interrupted_run_runs_only_what_was_missing(image_list, tmp_path):
-    """A run in a subprocess (its own local Ray) stopped by SIGINT once some tasks are done; --resume then."""
+    """A run in a subprocess (its own local Ray) stopped by SIGTERM once some tasks are done (143: Ray's own
+    handler, set as it starts, is not left in its place); --resume then."""
     cmd = [sys.executable, str(ROOT / "infer.py"), "--source", str(image_list), *MODEL, "--no-save", "--json",
            "--out", str(tmp_path), "--exist-ok", "--ray", "--workers", "1", "--shard-size", "4"]
     run = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -214,9 +216,9 @@ def test_resume_after_an_interrupted_run_runs_only_what_was_missing(image_list, 
         if shards.is_dir() and len(list(shards.glob("*.done.json"))) >= 2:
             break
         time.sleep(0.1)
-    run.send_signal(signal.SIGINT)
+    run.send_signal(signal.SIGTERM)
     first, _ = run.communicate(timeout=120)
-    assert run.returncode == 130, first
+    assert run.returncode == 143 and "terminated by SIGTERM: outputs written so far are saved" in first, first
     done = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.done.json")}
     tasks = len(json.loads(shards.joinpath("manifest.json").read_text())["tasks"])
     assert 2 <= len(done) < tasks, first
@@ -229,6 +231,40 @@ def test_resume_after_an_interrupted_run_runs_only_what_was_missing(image_list, 
     images = json.loads((tmp_path / "predictions.json").read_text())["images"]
     listed = [line for line in image_list.read_text().splitlines() if line]
     assert [i["image"] for i in images] == listed
+
+
+@pytest.mark.parametrize("sig,code,words", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated by SIGTERM")], ids=["INT", "TERM"])
+def test_a_signal_stops_the_pool_of_a_ray_the_run_did_not_start(local_ray, image_list, tmp_path, sig, code, words):
+    """In a program's own Ray (here the module's), a Ctrl-C or SIGTERM ends the run at once (130, 143: not
+    the bare exit Ray's own SIGTERM handler makes) and the pool stops: no task begins after it; the manifest
+    says what is pending."""
+    from poseapp.cli import main
+
+    shards = tmp_path / "shards"
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(list(shards.glob("*.done.json"))) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), sig)
+
+    previous = signal.signal(sig, lambda *_: None)  # one landing after the run is not pytest's
+    try:
+        sender = threading.Thread(target=interrupt, daemon=True)
+        sender.start()
+        result = CliRunner().invoke(main, [*MODEL, "--source", str(image_list), "--no-save", "--json", "--out",
+                                           str(tmp_path), "--exist-ok", "--ray", "--workers", "1", "--shard-size", "4"])
+        sender.join(5)
+    finally:
+        signal.signal(sig, previous)
+    assert result.exit_code == code and f"{words}: outputs written so far are saved" in result.output
+    time.sleep(6)  # the task in hand may end (~1 s); none after it
+    done = len(list(shards.glob("*.done.json")))
+    time.sleep(4)
+    tasks = json.loads((shards / "manifest.json").read_text())["tasks"]
+    assert len(list(shards.glob("*.done.json"))) == done < len(tasks) == 9
+    assert "pending" in {t["status"] for t in tasks} <= {"done", "pending"}  # done: the rows the driver had
 
 
 # ------------------------------------------------------------------------------------------- planning, errors

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,13 +123,28 @@ def connect(c: RayOptions, verbose: bool) -> Connection:
         kwargs["num_cpus"] = c.num_cpus or os.cpu_count() or 1
     try:  # the C++ core's start-up notes, printed whatever the level, and its log (notes on actor restarts):
         # only what ends the run; the processes Ray starts now keep that level, this one's environment not
-        with _stderr_silenced(not verbose), _environ({} if verbose else {"RAY_BACKEND_LOG_LEVEL": "fatal"}):
+        with _stderr_silenced(not verbose), _environ({} if verbose else {"RAY_BACKEND_LOG_LEVEL": "fatal"}), \
+                _signal_kept(signal.SIGTERM):  # Ray's own would exit at once: a SIGTERM ends the run as Ctrl-C
             ray.init(address=c.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {c.address}" if c.address else "a local Ray instance"
         raise PoseAppError(f"cannot start {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
                            f"(check {arg('ray_address')}, or `ray status` on the head node)") from e
     return Connection(started=True)
+
+
+@contextmanager
+def _signal_kept(sig: int) -> Iterator[None]:
+    """The handler of ``sig`` as it is before the block, whatever the block sets (in the main thread)."""
+    try:
+        handler = signal.getsignal(sig)
+    except ValueError:
+        handler = None
+    try:
+        yield
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(sig, handler)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import uuid
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -223,7 +222,6 @@ def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions,
     from tqdm import tqdm
 
     from poseapp.distributed.worker import Ledger, WorkerConfig, worker_class
-    from poseapp.interrupts import iterate_apart
 
     verbose = log.isEnabledFor(logging.DEBUG)
     connection = connect(c, verbose)
@@ -245,9 +243,8 @@ def _share_out(todo: list[Task], plan: Plan, o: "PredictOptions", c: RayOptions,
                                      compute=ray.data.ActorPoolStrategy(size=shape.workers),
                                      num_cpus=shape.cpus, num_gpus=shape.gpus or None)
         warned: set[str] = set()
-        rows = iterate_apart(mapped.iter_rows(), "poseapp-ray-rows")  # a Ctrl-C lands in this loop, not in Ray
-        with tqdm(total=len(todo), unit="task", dynamic_ncols=True, leave=False) as bar, closing(rows):
-            for row in rows:
+        with tqdm(total=len(todo), unit="task", dynamic_ncols=True, leave=False) as bar:
+            for row in mapped.iter_rows():
                 name_ = str(row["name"])
                 if row["status"] == "fatal":
                     raise PoseAppError(str(row["error"]))
