@@ -40,7 +40,7 @@ def _handler(signum: int, frame: object) -> None:
         for sig in _ENDING:
             if sig != signal.SIGINT and signal.getsignal(sig) is _handler:
                 signal.signal(sig, signal.SIG_IGN)
-    if _State.depth and not (signum == signal.SIGINT and _State.pending == signal.SIGINT):
+    if _State.depth and not (signum == signal.SIGINT and _State.pending is not None):
         _State.pending = _State.pending or signum  # a second Ctrl-C cuts the block (a write that hangs)
         return
     _State.pending = None
@@ -62,7 +62,7 @@ def ending_signals() -> Iterator[None]:
         yield
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: one set from C, not restorable
         _State.pending = None  # one the run ended without raising (its own error came first) ends with it
 
 
