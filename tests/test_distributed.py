@@ -247,7 +247,7 @@ def test_a_signal_stops_the_pool_of_a_ray_the_run_did_not_start(local_ray, image
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(list(shards.glob("*.done.json"))) < 2:
             time.sleep(0.05)
-        os.kill(os.getpid(), sig)
+        signal.pthread_kill(threading.main_thread().ident, sig)  # to the main thread, where Python takes it
 
     previous = signal.signal(sig, lambda *_: None)  # one landing after the run is not pytest's
     try:
