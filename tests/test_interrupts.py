@@ -1,7 +1,7 @@
 """poseapp.interrupts: the cases of fixtures/signal_cases.py, in a pytest process of their own, since they
 send signals to themselves: in the full suite's process, which earlier tests' libraries (Ray, ONNX Runtime,
-OpenVINO, torch) have filled with threads and state, the first such signal killed it (a segmentation fault
-in 2 of 2 runs), while a fresh process takes them as a CLI run does. Runs without ../shared."""
+OpenVINO, torch) have filled with threads and state, such a signal killed it (a segmentation fault in 3 of 3
+runs, cause not found), while a fresh process takes them as a CLI run does. Runs without ../shared."""
 from __future__ import annotations
 
 import os
