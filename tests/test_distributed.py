@@ -236,9 +236,8 @@ def test_resume_after_an_interrupted_run_runs_only_what_was_missing(image_list, 
 @pytest.mark.parametrize("sig,code,words", [(signal.SIGINT, 130, "interrupted"),
                                              (signal.SIGTERM, 143, "terminated by SIGTERM")], ids=["INT", "TERM"])
 def test_a_signal_stops_the_pool_of_a_ray_the_run_did_not_start(local_ray, image_list, tmp_path, sig, code, words):
-    """In a program's own Ray (here the module's), a Ctrl-C or SIGTERM ends the run at once (130, 143: not
-    the bare exit Ray's own SIGTERM handler makes) and the pool stops: no task begins after it; the manifest
-    says what is pending."""
+    """In a program's own Ray (here the module's), a Ctrl-C or SIGTERM ends the run at once (130, 143) and the
+    pool stops: no task begins after it; the manifest says what is pending."""
     from poseapp.cli import main
 
     shards = tmp_path / "shards"
